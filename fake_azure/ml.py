@@ -161,15 +161,30 @@ class FakeMachineLearning:
     # -- routes ----------------------------------------------------------------------------
     def _register(self) -> None:
         s = self.server
-        s.route("GET", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces", self._list_workspaces, api_versions=(WORKSPACE_API,))
-        s.route("GET", r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces", self._list_workspaces, api_versions=(WORKSPACE_API,))
+        s.route(
+            "GET",
+            r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces",
+            self._list_workspaces,
+            api_versions=(WORKSPACE_API,),
+        )
+        s.route(
+            "GET",
+            r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.MachineLearningServices/workspaces",
+            self._list_workspaces,
+            api_versions=(WORKSPACE_API,),
+        )
         s.route("GET", _WS, self._get_workspace, api_versions=(WORKSPACE_API,))
         s.route("GET", _WS + "/computes", self._list_computes, api_versions=(COMPUTE_API,))
         s.route("GET", _CI, self._get_compute, api_versions=(COMPUTE_API,))
         s.route("PUT", _CI, self._put_compute, api_versions=(COMPUTE_API,))
         s.route("POST", _CI + r"/(?P<action>start|stop|restart)", self._post_action, api_versions=(COMPUTE_API,))
         s.route("POST", _CI + r"/updateIdleShutdownSetting", self._update_idle, api_versions=(COMPUTE_API,))
-        s.route("GET", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/locations/(?P<loc>[^/]+)/computeOperationsStatus/(?P<op>[^/]+)", self._get_operation, api_versions=(COMPUTE_API,))
+        s.route(
+            "GET",
+            r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/locations/(?P<loc>[^/]+)/computeOperationsStatus/(?P<op>[^/]+)",
+            self._get_operation,
+            api_versions=(COMPUTE_API,),
+        )
         tags = _CI + r"/providers/Microsoft\.Resources/tags/default"
         for method, handler in (("GET", self._get_tags), ("PUT", self._put_tags), ("PATCH", self._patch_tags), ("DELETE", self._delete_tags)):
             s.route(method, tags, handler, api_versions=(TAGS_API,))
@@ -183,7 +198,11 @@ class FakeMachineLearning:
         ws = self._workspace(req)
         if ws is None:
             g = req.match.groupdict()
-            return None, None, arm_error(404, "ResourceNotFound", f"The Resource '{PROVIDER}/workspaces/{g['ws']}' under resource group '{g['rg']}' was not found.")
+            return (
+                None,
+                None,
+                arm_error(404, "ResourceNotFound", f"The Resource '{PROVIDER}/workspaces/{g['ws']}' under resource group '{g['rg']}' was not found."),
+            )
         ci = ws.computes.get(req.match.group("name").lower())
         if ci is None:
             return ws, None, arm_error(404, "NotFound", f"Compute '{req.match.group('name')}' was not found in workspace '{ws.name}'.")
@@ -205,7 +224,9 @@ class FakeMachineLearning:
                 "operationTrigger": "User",
             }
 
-    def _start_operation(self, ws: FakeWorkspace, ci: FakeComputeInstance, name: str, transitional: str, target: str, seconds: float, error: Optional[Tuple[str, str]] = None) -> PendingOperation:
+    def _start_operation(
+        self, ws: FakeWorkspace, ci: FakeComputeInstance, name: str, transitional: str, target: str, seconds: float, error: Optional[Tuple[str, str]] = None
+    ) -> PendingOperation:
         with self._lock:
             op = PendingOperation(
                 op_id=f"op-{next(self._op_ids)}",
@@ -223,7 +244,8 @@ class FakeMachineLearning:
     def _status_url(self, ws: FakeWorkspace, op: PendingOperation) -> str:
         # The Location / Azure-AsyncOperation URL is opaque to clients (ARM async-operation RPC);
         # this one mimics the service's location-scoped operation status resource.
-        return f"{ARM_HOST}/subscriptions/{ws.subscription_id}/providers/{PROVIDER}/locations/{ws.location}/computeOperationsStatus/{op.op_id}?api-version={COMPUTE_API}"
+        base = f"{ARM_HOST}/subscriptions/{ws.subscription_id}/providers/{PROVIDER}/locations/{ws.location}"
+        return f"{base}/computeOperationsStatus/{op.op_id}?api-version={COMPUTE_API}"
 
     def compute_json(self, ws: FakeWorkspace, ci: FakeComputeInstance) -> dict:
         """The ComputeResource JSON of one compute (Compute/get/ComputeInstance.json)."""
@@ -233,7 +255,11 @@ class FakeMachineLearning:
                 {
                     "applicationSharingPolicy": "Personal",
                     "computeInstanceAuthorizationType": "personal",
-                    "createdBy": {"userName": ci.created_by, "userOrgId": "00000000-0000-0000-0000-000000000000", "userId": "00000000-0000-0000-0000-000000000000"},
+                    "createdBy": {
+                        "userName": ci.created_by,
+                        "userOrgId": "00000000-0000-0000-0000-000000000000",
+                        "userId": "00000000-0000-0000-0000-000000000000",
+                    },
                     "errors": None,
                 }
             )
@@ -274,6 +300,7 @@ class FakeMachineLearning:
 
     # -- workspace handlers ----------------------------------------------------------------
     def _workspace_json(self, ws: FakeWorkspace) -> dict:
+        rg_id = f"/subscriptions/{ws.subscription_id}/resourceGroups/{ws.resource_group}"
         return {
             "id": ws.id,
             "name": ws.name,
@@ -287,8 +314,8 @@ class FakeMachineLearning:
                 "friendlyName": ws.name,
                 "description": "",
                 "provisioningState": "Succeeded",
-                "storageAccount": f"/subscriptions/{ws.subscription_id}/resourceGroups/{ws.resource_group}/providers/Microsoft.Storage/storageAccounts/st{ws.name[:18]}",
-                "keyVault": f"/subscriptions/{ws.subscription_id}/resourceGroups/{ws.resource_group}/providers/Microsoft.KeyVault/vaults/kv{ws.name[:18]}",
+                "storageAccount": f"{rg_id}/providers/Microsoft.Storage/storageAccounts/st{ws.name[:18]}",
+                "keyVault": f"{rg_id}/providers/Microsoft.KeyVault/vaults/kv{ws.name[:18]}",
                 "discoveryUrl": f"https://{ws.location}.api.azureml.ms/discovery",
                 "mlFlowTrackingUri": f"azureml://{ws.location}.api.azureml.ms/mlflow/v1.0{ws.id}",
                 "workspaceId": "00000000-0000-0000-0000-000000000000",
@@ -341,11 +368,19 @@ class FakeMachineLearning:
                     status, code, message = ci.stop_error
                     return arm_error(status, code, message)
                 if ci.state not in ("Running", "JobRunning"):
-                    return arm_error(409, "StopComputeInstanceOnlyAllowedInRunningState", f"Compute instance '{ci.name}' is {ci.state}; only a running compute instance can be stopped.")
+                    return arm_error(
+                        409,
+                        "StopComputeInstanceOnlyAllowedInRunningState",
+                        f"Compute instance '{ci.name}' is {ci.state}; only a running compute instance can be stopped.",
+                    )
                 op = self._start_operation(ws, ci, "Stop", "Stopping", "Stopped", self.stop_seconds)
             elif action == "start":
                 if ci.state != "Stopped":
-                    return arm_error(409, "StartComputeInstanceOnlyAllowedInStoppedState", f"Compute instance '{ci.name}' is {ci.state}; only a stopped compute instance can be started.")
+                    return arm_error(
+                        409,
+                        "StartComputeInstanceOnlyAllowedInStoppedState",
+                        f"Compute instance '{ci.name}' is {ci.state}; only a stopped compute instance can be started.",
+                    )
                 op = self._start_operation(ws, ci, "Start", "Starting", "Running", self.start_seconds)
             else:
                 if ci.state != "Running":
@@ -380,7 +415,7 @@ class FakeMachineLearning:
         except ValueError:
             return arm_error(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.")
         name = req.match.group("name")
-        props = (body.get("properties") or {})
+        props = body.get("properties") or {}
         inner = props.get("properties") or {}
         with self._lock:
             existing = ws.computes.get(name.lower())
@@ -433,7 +468,13 @@ class FakeMachineLearning:
 
     def _tags_target(self, req: FakeRequest) -> Tuple[Optional[FakeWorkspace], Optional[FakeComputeInstance], Optional[FakeResponse]]:
         if not self.tags_api_supported:
-            return None, None, arm_error(400, "UnsupportedResourceOperation", "The resource type 'workspaces/computes' does not support tags through Microsoft.Resources/tags.")
+            return (
+                None,
+                None,
+                arm_error(
+                    400, "UnsupportedResourceOperation", "The resource type 'workspaces/computes' does not support tags through Microsoft.Resources/tags."
+                ),
+            )
         return self._lookup(req)
 
     def _get_tags(self, req: FakeRequest) -> FakeResponse:
@@ -489,7 +530,7 @@ def _tags_from_body(req: FakeRequest) -> Tuple[Dict[str, str], Optional[FakeResp
         body = req.json() or {}
     except ValueError:
         return {}, arm_error(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.")
-    tags = ((body.get("properties") or {}).get("tags"))
+    tags = (body.get("properties") or {}).get("tags")
     if not isinstance(tags, dict):
         return {}, arm_error(400, "InvalidRequestContent", "properties.tags is required.")
     for key, value in tags.items():

@@ -35,7 +35,7 @@ class FakeRequest:
     query: Dict[str, str]
     headers: Dict[str, str]
     body: bytes
-    match: "re.Match[str]"
+    match: re.Match[str]
 
     def json(self) -> Any:
         """The body parsed as JSON; raises ValueError on malformed JSON."""
@@ -131,7 +131,7 @@ class FakeCredential:
     BearerTokenCredentialPolicy must then fetch a new one, as it does against real Entra ID.
     """
 
-    def __init__(self, authority: "TokenAuthority", lifetime: float = 3600.0):
+    def __init__(self, authority: TokenAuthority, lifetime: float = 3600.0):
         self._authority = authority
         self.lifetime = lifetime
         self.requests = 0
@@ -182,7 +182,7 @@ Handler = Callable[[FakeRequest], FakeResponse]
 @dataclass
 class _Route:
     method: str
-    pattern: "re.Pattern[str]"
+    pattern: re.Pattern[str]
     handler: Handler
     api_versions: Tuple[str, ...]
     host: str
@@ -353,9 +353,7 @@ class FakeArmServer:
             return sum(
                 1
                 for c in self.calls
-                if (method is None or c.method == method.upper())
-                and path_contains.lower() in c.path.lower()
-                and (status is None or c.status == status)
+                if (method is None or c.method == method.upper()) and path_contains.lower() in c.path.lower() and (status is None or c.status == status)
             )
 
 

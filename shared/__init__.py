@@ -1,0 +1,1 @@
+"""CI governance: the package the runbooks import."""
