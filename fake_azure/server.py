@@ -220,6 +220,8 @@ class FakeArmServer:
         self._write_throttle: Optional[Tuple[float, float]] = None
         self._buckets: Dict[str, TokenBucket] = {}
         self.throttled = 0
+        self._mocks: List[responses.RequestsMock] = []
+        self._hosts: set = set()
 
     # -- configuration -------------------------------------------------------------------
     def credential(self, lifetime: float = 3600.0) -> FakeCredential:
@@ -237,6 +239,10 @@ class FakeArmServer:
         authenticated: bool = True,
     ) -> None:
         """Serve ``method`` on paths matching ``path_regex`` (anchored, case-insensitive like ARM)."""
+        host = host.rstrip("/")
+        if self._mocks and host.lower() not in self._hosts:
+            for mock in self._mocks:
+                self._register_host(mock, host)
         self._routes.append(
             _Route(
                 method.upper(),
@@ -261,12 +267,16 @@ class FakeArmServer:
         self._buckets.clear()
 
     def install(self, mock: responses.RequestsMock) -> None:
-        """Register this server's hosts with ``mock`` for every HTTP method."""
-        hosts = sorted({r.host for r in self._routes} | {ARM_HOST})
-        for host in hosts:
-            pattern = re.compile(re.escape(host) + r"(/.*)?$", re.IGNORECASE)
-            for method in METHODS:
-                mock.add_callback(method, pattern, callback=self._callback)
+        """Register this server's hosts with ``mock`` for every HTTP method (and hosts of routes added later)."""
+        self._mocks.append(mock)
+        for host in sorted({r.host for r in self._routes} | {ARM_HOST}):
+            self._register_host(mock, host)
+
+    def _register_host(self, mock: responses.RequestsMock, host: str) -> None:
+        self._hosts.add(host.lower())
+        pattern = re.compile(re.escape(host) + r"(:443)?(/.*)?$", re.IGNORECASE)
+        for method in METHODS:
+            mock.add_callback(method, pattern, callback=self._callback)
 
     # -- request handling ----------------------------------------------------------------
     def _callback(self, request: Any) -> Tuple[int, Dict[str, str], str]:
@@ -284,7 +294,7 @@ class FakeArmServer:
         if self.latency:
             self._sleep(self.latency)
         parts = urlsplit(url)
-        host = f"{parts.scheme}://{parts.netloc}".lower()
+        host = f"{parts.scheme}://{parts.hostname}".lower()
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         response = self._dispatch(method.upper(), host, path, query, headers, body, url)
