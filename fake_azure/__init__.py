@@ -5,6 +5,6 @@ azure-core's retry and polling policies and our own code all run unchanged. Used
 tests, the sandbox demo (``python -m sandbox``) and the benchmarks; never deployed.
 """
 
-from fake_azure.server import Fault, FakeArmServer, FakeCredential, FakeRequest, FakeResponse, arm_error
+from fake_azure.server import FakeArmServer, FakeCredential, FakeRequest, FakeResponse, Fault, arm_error
 
 __all__ = ["Fault", "FakeArmServer", "FakeCredential", "FakeRequest", "FakeResponse", "arm_error"]

@@ -173,7 +173,9 @@ class FakeMachineLearning:
             self._list_workspaces,
             api_versions=(WORKSPACE_API,),
         )
-        s.route("GET", _WS, self._get_workspace, api_versions=(WORKSPACE_API,))
+        # azure-ai-ml reads the workspace location with the compute api-version before creating a CI
+        # (ComputeOperations._get_workspace_location); spec: 2023-08-01-preview examples/Workspace/get.json.
+        s.route("GET", _WS, self._get_workspace, api_versions=(WORKSPACE_API, COMPUTE_API))
         s.route("GET", _WS + "/computes", self._list_computes, api_versions=(COMPUTE_API,))
         s.route("GET", _CI, self._get_compute, api_versions=(COMPUTE_API,))
         s.route("PUT", _CI, self._put_compute, api_versions=(COMPUTE_API,))

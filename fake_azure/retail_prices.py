@@ -101,9 +101,8 @@ class FakeRetailPrices:
         self.page_size = page_size
         self.requests_seen: List[RetailRequest] = []
         self._lock = threading.Lock()
-        # NextPageLink carries ":443" like the real one; requests keeps it, so serve both spellings.
-        for host in (RETAIL_HOST, RETAIL_HOST + ":443"):
-            server.route("GET", re.escape(RETAIL_PATH), self._prices, host=host, authenticated=False)
+        # NextPageLink carries ":443" like the real one; the server treats it as the same host.
+        server.route("GET", re.escape(RETAIL_PATH), self._prices, host=RETAIL_HOST, authenticated=False)
 
     def _prices(self, request: FakeRequest) -> FakeResponse:
         query = dict(request.query)
@@ -149,7 +148,8 @@ class FakeRetailPrices:
 def _matches(item: Dict[str, Any], clauses: List[Tuple[str, str]], case_sensitive: bool) -> bool:
     for field, value in clauses:
         actual = str(item.get(field, ""))
-        if actual != value if case_sensitive else actual.lower() != value.lower():
+        same = actual == value if case_sensitive else actual.lower() == value.lower()
+        if not same:
             return False
     return True
 

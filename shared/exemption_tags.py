@@ -105,7 +105,7 @@ class ExemptionStatus:
 
 _ISO = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:[T ](?P<h>\d{2}):(?P<m>\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?)?"
+    r"(?:[Tt ](?P<h>\d{2}):(?P<m>\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d{1,9}))?)?"
     r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?)?$"
 )
 

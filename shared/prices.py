@@ -66,14 +66,14 @@ class Money:
     amount: float
     currency: str
 
-    def __add__(self, other: object) -> "Money":
+    def __add__(self, other: object) -> Money:
         if not isinstance(other, Money):
             return NotImplemented
         if other.currency != self.currency:
             raise ValueError(f"cannot add {other.currency} to {self.currency}")
         return Money(self.amount + other.amount, self.currency)
 
-    def __radd__(self, other: object) -> "Money":
+    def __radd__(self, other: object) -> Money:
         # Lets sum() start from its default 0.
         if other == 0:
             return self

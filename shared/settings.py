@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
-from shared.exemption_tags import TagFormatError, TagNames
+from shared.exemption_tags import TagNames
 
 T = TypeVar("T")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
@@ -161,10 +161,7 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
         if not _GUID.match(sub):
             raise SettingsError(f"scope.subscriptions[{i}] = {sub!r} is not a subscription id (a GUID)")
     identity = build_dataclass(Identity, data.get("identity") or {}, "identity")
-    try:
-        tags = build_dataclass(TagNames, data.get("tags") or {}, "tags")
-    except TagFormatError as exc:
-        raise SettingsError(f"tags.prefix: {exc}") from None
+    tags = build_dataclass(TagNames, data.get("tags") or {}, "tags")
     teams = build_dataclass(TeamsSettings, data.get("teams") or {}, "teams")
     if teams.workflow_url and not teams.workflow_url.startswith("https://"):
         raise SettingsError("teams.workflow_url must be an https:// URL")

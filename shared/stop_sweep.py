@@ -36,6 +36,9 @@ class StopSection:
     confirm_interval_seconds: float = 15.0
     expiring_window_hours: float = 24.0
 
+    def __post_init__(self) -> None:
+        self.bulk()  # validates concurrency and timings now, so a bad setting fails before any work
+
     def policy(self) -> StopPolicy:
         return StopPolicy(stop_job_running=self.stop_job_running, exclude=self.exclude)
 
