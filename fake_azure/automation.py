@@ -24,14 +24,14 @@ Behaviour the specs leave open is modelled conservatively and marked "assumption
 
 from __future__ import annotations
 
-import itertools
 import re
 import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fake_azure.server import ARM_HOST, FakeArmServer, FakeRequest, FakeResponse, arm_error
@@ -41,11 +41,21 @@ PROVIDER = "Microsoft.Automation"
 MANAGED_TYPE_PREFIX = "Microsoft.Automation/AutomationAccounts"
 
 _ACCT = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Automation/automationAccounts/(?P<acct>[^/]+)"
-_NAME = r"(?P<name>[^/]+)"
 # runbook.json and common/v1/definitions.json (RuntimeEnvironmentNameParameter) name patterns.
 _RUNBOOK_NAME = re.compile(r"^[a-zA-Z][a-zA-Z\-_0-9]*$")
 _ENV_NAME = re.compile(r"^[a-zA-Z][a-zA-Z\-_0-9]*$")
-RUNBOOK_TYPES = {"Script", "Graph", "PowerShellWorkflow", "PowerShell", "GraphPowerShellWorkflow", "GraphPowerShell", "Python2", "Python3", "Python", "PowerShell72"}
+RUNBOOK_TYPES = {
+    "Script",
+    "Graph",
+    "PowerShellWorkflow",
+    "PowerShell",
+    "GraphPowerShellWorkflow",
+    "GraphPowerShell",
+    "Python2",
+    "Python3",
+    "Python",
+    "PowerShell72",
+}
 FREQUENCIES = {"OneTime", "Day", "Hour", "Week", "Month", "Minute"}
 WEEK_DAYS = {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
 # Python 3.10 accepts cp310 manylinux x86_64 or pure wheels only (MicrosoftDocs python-3-packages.md).
@@ -197,6 +207,56 @@ class FakeAutomationAccount:
 JobRunner = Callable[[FakeJob, FakeRunbook], Tuple[str, str]]
 
 
+@dataclass(frozen=True)
+class _Collection:
+    """One kind of child resource, served by the generic lookup, list, get and delete handlers.
+
+    Items live in the dict ``attr`` of their owner (the account, or the parent collection's item), keyed
+    by lower-case name; a route names one in regex group ``group``. Hooks and ``render`` name
+    :class:`FakeAutomation` methods: ``render(acct, *ancestors, item)`` gives the item's JSON,
+    ``on_read(item)`` runs before an item is shown, ``on_delete(acct, item)`` runs (under the lock) before
+    one is removed and may refuse with a response.
+    """
+
+    segment: str
+    attr: str
+    group: str
+    not_found: str  # the 404 message; "{}" is the name as the request spelled it
+    render: str
+    parent: Optional[_Collection] = None
+    serves: Tuple[str, ...] = ("list", "get", "delete")
+    on_read: Optional[str] = None
+    on_delete: Optional[str] = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.parent.item_path if self.parent else _ACCT}/{self.segment}"
+
+    @property
+    def item_path(self) -> str:
+        return f"{self.path}/(?P<{self.group}>[^/]+)"
+
+    def lineage(self) -> List[_Collection]:
+        """The collections from the account down to this one."""
+        return (self.parent.lineage() if self.parent else []) + [self]
+
+
+# The child collections: URL segment, attribute on the owner, route group, 404 message, JSON method, then hooks.
+RUNBOOKS = _Collection("runbooks", "runbooks", "name", "The Runbook '{}' was not found.", "runbook_json", on_delete="_unlink_runbook")
+ENVIRONMENTS = _Collection(
+    "runtimeEnvironments", "environments", "name", "Runtime environment '{}' was not found.", "environment_json", on_delete="_refuse_environment_in_use"
+)
+PACKAGES = _Collection("packages", "packages", "pkg", "Package '{}' was not found.", "package_json", parent=ENVIRONMENTS, on_read="_advance_import")
+SCHEDULES = _Collection("schedules", "schedules", "name", "The schedule '{}' was not found.", "schedule_json", on_delete="_unlink_schedule")
+JOB_SCHEDULES = _Collection("jobSchedules", "job_schedules", "id", "Job schedule '{}' was not found.", "job_schedule_json")
+WEBHOOKS = _Collection("webhooks", "webhooks", "name", "The webhook '{}' was not found.", "webhook_json")
+# Jobs are only created, read and their output fetched here: no list or delete route.
+JOBS = _Collection("jobs", "jobs", "name", "The job '{}' was not found.", "job_json", serves=("get",))
+COLLECTIONS = (RUNBOOKS, ENVIRONMENTS, PACKAGES, SCHEDULES, JOB_SCHEDULES, WEBHOOKS, JOBS)
+
+Handler = Callable[..., FakeResponse]
+
+
 class FakeAutomation:
     """The Azure Automation resource provider, registered on a :class:`FakeArmServer`.
 
@@ -226,12 +286,20 @@ class FakeAutomation:
         self.resource_groups: set = set()
         self.issued_webhook_uris: List[str] = []
         self._ops: Dict[str, List[int]] = {}
-        self._job_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._register()
 
     # -- seeding / inspection ---------------------------------------------------------------
-    def add_account(self, subscription_id: str, resource_group: str, name: str, *, location: str = "westeurope", identity: Optional[str] = "SystemAssigned", principal_id: Optional[str] = None) -> FakeAutomationAccount:
+    def add_account(
+        self,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        *,
+        location: str = "westeurope",
+        identity: Optional[str] = "SystemAssigned",
+        principal_id: Optional[str] = None,
+    ) -> FakeAutomationAccount:
         """Create an Automation account (idempotent); ``identity=None`` gives one without managed identity."""
         key = (subscription_id.lower(), resource_group.lower(), name.lower())
         with self._lock:
@@ -248,51 +316,90 @@ class FakeAutomation:
 
     # -- routes -------------------------------------------------------------------------------
     def _register(self) -> None:
-        s, v = self.server, (API,)
-        s.route("GET", _ACCT, self._get_account, api_versions=v)
-        rb = _ACCT + r"/runbooks/" + _NAME
-        s.route("GET", _ACCT + r"/runbooks", self._list_runbooks, api_versions=v)
-        s.route("GET", rb, self._get_runbook, api_versions=v)
-        s.route("PUT", rb, self._put_runbook, api_versions=v)
-        s.route("PATCH", rb, self._patch_runbook, api_versions=v)
-        s.route("DELETE", rb, self._delete_runbook, api_versions=v)
-        s.route("GET", rb + r"/content", self._get_published_content, api_versions=v)
-        s.route("GET", rb + r"/draft/content", self._get_draft_content, api_versions=v)
-        s.route("PUT", rb + r"/draft/content", self._replace_draft, api_versions=v)
-        s.route("POST", rb + r"/publish", self._publish, api_versions=v)
-        s.route("GET", rb + r"/(?P<kind>draft/content|publish)/operationResults/(?P<op>[^/]+)", self._operation_result, api_versions=v)
-        env = _ACCT + r"/runtimeEnvironments/" + _NAME
-        s.route("GET", _ACCT + r"/runtimeEnvironments", self._list_environments, api_versions=v)
-        s.route("GET", env, self._get_environment, api_versions=v)
-        s.route("PUT", env, self._put_environment, api_versions=v)
-        s.route("DELETE", env, self._delete_environment, api_versions=v)
-        pkg = env + r"/packages/(?P<pkg>[^/]+)"
-        s.route("GET", env + r"/packages", self._list_packages, api_versions=v)
-        s.route("GET", pkg, self._get_package, api_versions=v)
-        s.route("PUT", pkg, self._put_package, api_versions=v)
-        s.route("DELETE", pkg, self._delete_package, api_versions=v)
-        sch = _ACCT + r"/schedules/" + _NAME
-        s.route("GET", _ACCT + r"/schedules", self._list_schedules, api_versions=v)
-        s.route("GET", sch, self._get_schedule, api_versions=v)
-        s.route("PUT", sch, self._put_schedule, api_versions=v)
-        s.route("PATCH", sch, self._patch_schedule, api_versions=v)
-        s.route("DELETE", sch, self._delete_schedule, api_versions=v)
-        js = _ACCT + r"/jobSchedules/(?P<id>[^/]+)"
-        s.route("GET", _ACCT + r"/jobSchedules", self._list_job_schedules, api_versions=v)
-        s.route("GET", js, self._get_job_schedule, api_versions=v)
-        s.route("PUT", js, self._put_job_schedule, api_versions=v)
-        s.route("DELETE", js, self._delete_job_schedule, api_versions=v)
-        wh = _ACCT + r"/webhooks/" + _NAME
-        s.route("POST", _ACCT + r"/webhooks/generateUri", self._generate_uri, api_versions=v)
-        s.route("GET", _ACCT + r"/webhooks", self._list_webhooks, api_versions=v)
-        s.route("GET", wh, self._get_webhook, api_versions=v)
-        s.route("PUT", wh, self._put_webhook, api_versions=v)
-        s.route("PATCH", wh, self._patch_webhook, api_versions=v)
-        s.route("DELETE", wh, self._delete_webhook, api_versions=v)
-        job = _ACCT + r"/jobs/" + _NAME
-        s.route("PUT", job, self._put_job, api_versions=v)
-        s.route("GET", job, self._get_job, api_versions=v)
-        s.route("GET", job + r"/output", self._get_job_output, api_versions=v)
+        def route(method: str, path: str, handler: Handler, coll: Optional[_Collection] = None, *, body: bool = False) -> None:
+            self.server.route(method, path, self._bind(handler, coll, body=body), api_versions=(API,))
+
+        route("GET", _ACCT, self._get_account)
+        for c in COLLECTIONS:
+            if "list" in c.serves:
+                route("GET", c.path, partial(self._list, c), c.parent)
+            if "get" in c.serves:
+                route("GET", c.item_path, partial(self._get, c), c)
+            if "delete" in c.serves:
+                route("DELETE", c.item_path, partial(self._delete, c), c)
+        rb = RUNBOOKS.item_path
+        route("PUT", rb, self._put_runbook, body=True)
+        route("PATCH", rb, self._patch_runbook, RUNBOOKS, body=True)
+        route("GET", rb + r"/content", self._get_published_content, RUNBOOKS)
+        route("GET", rb + r"/draft/content", self._get_draft_content, RUNBOOKS)
+        route("PUT", rb + r"/draft/content", self._replace_draft, RUNBOOKS)
+        route("POST", rb + r"/publish", self._publish, RUNBOOKS)
+        route("GET", rb + r"/(?P<kind>draft/content|publish)/operationResults/(?P<op>[^/]+)", self._operation_result)
+        route("PUT", ENVIRONMENTS.item_path, self._put_environment, body=True)
+        route("PUT", PACKAGES.item_path, self._put_package, ENVIRONMENTS, body=True)
+        route("PUT", SCHEDULES.item_path, self._put_schedule, body=True)
+        route("PATCH", SCHEDULES.item_path, self._patch_schedule, SCHEDULES, body=True)
+        route("PUT", JOB_SCHEDULES.item_path, self._put_job_schedule, body=True)
+        route("POST", WEBHOOKS.path + r"/generateUri", self._generate_uri)
+        route("PUT", WEBHOOKS.item_path, self._put_webhook, body=True)
+        route("PATCH", WEBHOOKS.item_path, self._patch_webhook, WEBHOOKS, body=True)
+        route("PUT", JOBS.item_path, self._put_job, body=True)
+        route("GET", JOBS.item_path + r"/output", self._get_job_output, JOBS)
+
+    def _bind(self, handler: Handler, coll: Optional[_Collection], *, body: bool) -> Callable[[FakeRequest], FakeResponse]:
+        """A route handler: finds the account and, with ``coll``, the items down to the one the route names
+        (the first missing answers 404); with ``body`` parses the JSON body (400 if bad); then calls
+        ``handler(req, acct, *items)``, with the body last when parsed."""
+
+        def handle(req: FakeRequest) -> FakeResponse:
+            acct, items, err = self._lookup(req, coll)
+            if err:
+                return err
+            if not body:
+                return handler(req, acct, *items)
+            data, err = self._body(req)
+            return err or handler(req, acct, *items, data)
+
+        return handle
+
+    # -- generic collection handlers ----------------------------------------------------------
+    def _lookup(self, req: FakeRequest, coll: Optional[_Collection]) -> Tuple[Optional[FakeAutomationAccount], List[Any], Optional[FakeResponse]]:
+        """The account, then each item from it down to ``coll``'s (matched by lower-case name); or the 404
+        of the first missing: ARM's for the account, the collection's own below it."""
+        acct, err = self._account(req)
+        if err:
+            return None, [], err
+        items: List[Any] = []
+        owner: Any = acct
+        for c in coll.lineage() if coll else []:
+            name = req.match.group(c.group)
+            owner = getattr(owner, c.attr).get(name.lower())
+            if owner is None:
+                return acct, [], automation_error(404, "NotFound", c.not_found.format(name))
+            items.append(owner)
+        return acct, items, None
+
+    def _list(self, coll: _Collection, req: FakeRequest, acct: FakeAutomationAccount, *parents: Any) -> FakeResponse:
+        items = list(getattr(parents[-1] if parents else acct, coll.attr).values())
+        if coll.on_read:
+            for item in items:
+                getattr(self, coll.on_read)(item)
+        render = getattr(self, coll.render)
+        return FakeResponse(200, {"value": [render(acct, *parents, item) for item in items]})
+
+    def _get(self, coll: _Collection, req: FakeRequest, acct: FakeAutomationAccount, *path: Any) -> FakeResponse:
+        if coll.on_read:
+            getattr(self, coll.on_read)(path[-1])
+        return FakeResponse(200, getattr(self, coll.render)(acct, *path))
+
+    def _delete(self, coll: _Collection, req: FakeRequest, acct: FakeAutomationAccount, *path: Any) -> FakeResponse:
+        owner = path[-2] if len(path) > 1 else acct
+        with self._lock:
+            refusal = getattr(self, coll.on_delete)(acct, path[-1]) if coll.on_delete else None
+            if refusal:
+                return refusal
+            getattr(owner, coll.attr).pop(req.match.group(coll.group).lower(), None)
+        return FakeResponse(200)
 
     # -- helpers ------------------------------------------------------------------------------
     def _account(self, req: FakeRequest) -> Tuple[Optional[FakeAutomationAccount], Optional[FakeResponse]]:
@@ -302,7 +409,9 @@ class FakeAutomation:
             return acct, None
         if (g["sub"].lower(), g["rg"].lower()) not in self.resource_groups:
             return None, arm_error(404, "ResourceGroupNotFound", f"Resource group '{g['rg']}' could not be found.")
-        return None, arm_error(404, "ResourceNotFound", f"The Resource '{PROVIDER}/automationAccounts/{g['acct']}' under resource group '{g['rg']}' was not found.")
+        return None, arm_error(
+            404, "ResourceNotFound", f"The Resource '{PROVIDER}/automationAccounts/{g['acct']}' under resource group '{g['rg']}' was not found."
+        )
 
     @staticmethod
     def _body(req: FakeRequest) -> Tuple[dict, Optional[FakeResponse]]:
@@ -314,7 +423,7 @@ class FakeAutomation:
             return {}, automation_error(400, "BadRequest", "The request body must be a JSON object.")
         return body, None
 
-    def _lro(self, req: FakeRequest, acct: FakeAutomationAccount, runbook: str, kind: str) -> FakeResponse:
+    def _lro(self, acct: FakeAutomationAccount, runbook: str, kind: str) -> FakeResponse:
         op = str(uuid.uuid4())
         with self._lock:
             self._ops[op] = [self.lro_polls]
@@ -322,22 +431,34 @@ class FakeAutomation:
         return FakeResponse(202, None, {"Location": location})
 
     @staticmethod
-    def _page(items: List[dict]) -> FakeResponse:
-        return FakeResponse(200, {"value": items})
+    def _published_runbook(acct: FakeAutomationAccount, name: Optional[str], unpublished: str) -> Tuple[Optional[FakeRunbook], Optional[FakeResponse]]:
+        """The runbook a job, job schedule or webhook names: 404 if absent, 400 ``unpublished`` if never published."""
+        rb = acct.runbooks.get((name or "").lower())
+        if rb is None:
+            return None, automation_error(404, "NotFound", RUNBOOKS.not_found.format(name))
+        if rb.published is None:
+            return None, automation_error(400, "BadRequest", unpublished.format(name))
+        return rb, None
+
+    @staticmethod
+    def _drop_job_schedules(acct: FakeAutomationAccount, linked: Callable[[FakeJobSchedule], bool]) -> None:
+        for jid in [j for j, js in acct.job_schedules.items() if linked(js)]:
+            acct.job_schedules.pop(jid)
 
     # -- account ------------------------------------------------------------------------------
-    def _get_account(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
+    def _get_account(self, req: FakeRequest, acct: FakeAutomationAccount) -> FakeResponse:
         body = {
             "id": acct.id,
             "name": acct.name,
             "type": MANAGED_TYPE_PREFIX,
             "location": acct.location,
             "tags": {},
-            "properties": {"sku": {"name": "Basic"}, "state": "Ok", "creationTime": "2025-01-06T09:00:00+00:00", "lastModifiedTime": "2025-01-06T09:00:00+00:00"},
+            "properties": {
+                "sku": {"name": "Basic"},
+                "state": "Ok",
+                "creationTime": "2025-01-06T09:00:00+00:00",
+                "lastModifiedTime": "2025-01-06T09:00:00+00:00",
+            },
         }
         if acct.identity_type:
             body["identity"] = {"type": acct.identity_type, "principalId": acct.principal_id, "tenantId": acct.tenant_id}
@@ -375,35 +496,7 @@ class FakeAutomation:
             "properties": props,
         }
 
-    def _runbook(self, req: FakeRequest) -> Tuple[Optional[FakeAutomationAccount], Optional[FakeRunbook], Optional[FakeResponse]]:
-        acct, err = self._account(req)
-        if err:
-            return None, None, err
-        assert acct is not None
-        rb = acct.runbooks.get(req.match.group("name").lower())
-        if rb is None:
-            return acct, None, automation_error(404, "NotFound", f"The Runbook '{req.match.group('name')}' was not found.")
-        return acct, rb, None
-
-    def _list_runbooks(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        return self._page([self.runbook_json(acct, rb) for rb in acct.runbooks.values()])
-
-    def _get_runbook(self, req: FakeRequest) -> FakeResponse:
-        acct, rb, err = self._runbook(req)
-        return err or FakeResponse(200, self.runbook_json(acct, rb))  # type: ignore[arg-type]
-
-    def _put_runbook(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_runbook(self, req: FakeRequest, acct: FakeAutomationAccount, body: dict) -> FakeResponse:
         name = req.match.group("name")
         if not _RUNBOOK_NAME.match(name):
             return automation_error(400, "BadRequest", f"Invalid runbook name '{name}'.")
@@ -432,14 +525,7 @@ class FakeAutomation:
             acct.runbooks[name.lower()] = rb
         return FakeResponse(200 if existing else 201, self.runbook_json(acct, rb))
 
-    def _patch_runbook(self, req: FakeRequest) -> FakeResponse:
-        acct, rb, err = self._runbook(req)
-        if err:
-            return err
-        assert acct is not None and rb is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _patch_runbook(self, req: FakeRequest, acct: FakeAutomationAccount, rb: FakeRunbook, body: dict) -> FakeResponse:
         # runbook.json#/definitions/RunbookUpdateParameters: description, log options and tags only.
         props = body.get("properties") or {}
         with self._lock:
@@ -450,63 +536,37 @@ class FakeAutomation:
             rb.modified = self.clock()
         return FakeResponse(200, self.runbook_json(acct, rb))
 
-    def _delete_runbook(self, req: FakeRequest) -> FakeResponse:
-        acct, rb, err = self._runbook(req)
-        if err:
-            return err
-        assert acct is not None and rb is not None
-        with self._lock:
-            acct.runbooks.pop(rb.name.lower(), None)
-            for jid in [j for j, js in acct.job_schedules.items() if js.runbook.lower() == rb.name.lower()]:
-                acct.job_schedules.pop(jid)
-        return FakeResponse(200)
+    def _unlink_runbook(self, acct: FakeAutomationAccount, rb: FakeRunbook) -> None:
+        """Deleting a runbook removes the job schedules that run it."""
+        self._drop_job_schedules(acct, lambda js: js.runbook.lower() == rb.name.lower())
 
-    def _get_published_content(self, req: FakeRequest) -> FakeResponse:
-        _, rb, err = self._runbook(req)
-        if err:
-            return err
-        assert rb is not None
+    def _get_published_content(self, req: FakeRequest, acct: FakeAutomationAccount, rb: FakeRunbook) -> FakeResponse:
         if rb.published is None:
             return automation_error(404, "NotFound", f"The runbook '{rb.name}' has no published content.")
         return FakeResponse(200, rb.published, {"Content-Type": "text/plain; charset=utf-8"})
 
-    def _get_draft_content(self, req: FakeRequest) -> FakeResponse:
-        _, rb, err = self._runbook(req)
-        if err:
-            return err
-        assert rb is not None
+    def _get_draft_content(self, req: FakeRequest, acct: FakeAutomationAccount, rb: FakeRunbook) -> FakeResponse:
         if rb.draft is None:
             return automation_error(404, "NotFound", f"The runbook '{rb.name}' has no draft.")
         return FakeResponse(200, rb.draft, {"Content-Type": "text/plain; charset=utf-8"})
 
-    def _replace_draft(self, req: FakeRequest) -> FakeResponse:
-        acct, rb, err = self._runbook(req)
-        if err:
-            return err
-        assert acct is not None and rb is not None
+    def _replace_draft(self, req: FakeRequest, acct: FakeAutomationAccount, rb: FakeRunbook) -> FakeResponse:
         body = req.body.decode("utf-8") if isinstance(req.body, bytes) else (req.body or "")
         with self._lock:
             rb.draft = body
             rb.modified = self.clock()
-        return self._lro(req, acct, rb.name, "draft/content")
+        return self._lro(acct, rb.name, "draft/content")
 
-    def _publish(self, req: FakeRequest) -> FakeResponse:
-        acct, rb, err = self._runbook(req)
-        if err:
-            return err
-        assert acct is not None and rb is not None
+    def _publish(self, req: FakeRequest, acct: FakeAutomationAccount, rb: FakeRunbook) -> FakeResponse:
         if rb.draft is None:
             return automation_error(400, "BadRequest", f"The runbook '{rb.name}' has no draft to publish.")
         with self._lock:
             rb.published, rb.draft = rb.draft, None
             rb.publish_count += 1
             rb.modified = self.clock()
-        return self._lro(req, acct, rb.name, "publish")
+        return self._lro(acct, rb.name, "publish")
 
-    def _operation_result(self, req: FakeRequest) -> FakeResponse:
-        _, err = self._account(req)
-        if err:
-            return err
+    def _operation_result(self, req: FakeRequest, acct: FakeAutomationAccount) -> FakeResponse:
         with self._lock:
             remaining = self._ops.get(req.match.group("op"))
             if remaining is None:
@@ -526,38 +586,14 @@ class FakeAutomation:
             "location": env.location,
             "tags": dict(env.tags),
             "systemData": {"createdAt": "2025-01-06T09:00:00+00:00", "lastModifiedAt": "2025-01-06T09:00:00+00:00"},
-            "properties": {"runtime": {"language": env.language, "version": env.version}, "defaultPackages": dict(env.default_packages), "description": env.description},
+            "properties": {
+                "runtime": {"language": env.language, "version": env.version},
+                "defaultPackages": dict(env.default_packages),
+                "description": env.description,
+            },
         }
 
-    def _environment(self, req: FakeRequest) -> Tuple[Optional[FakeAutomationAccount], Optional[FakeRuntimeEnvironment], Optional[FakeResponse]]:
-        acct, err = self._account(req)
-        if err:
-            return None, None, err
-        assert acct is not None
-        env = acct.environments.get(req.match.group("name").lower())
-        if env is None:
-            return acct, None, automation_error(404, "NotFound", f"Runtime environment '{req.match.group('name')}' was not found.")
-        return acct, env, None
-
-    def _list_environments(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        return self._page([self.environment_json(acct, e) for e in acct.environments.values()])
-
-    def _get_environment(self, req: FakeRequest) -> FakeResponse:
-        acct, env, err = self._environment(req)
-        return err or FakeResponse(200, self.environment_json(acct, env))  # type: ignore[arg-type]
-
-    def _put_environment(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_environment(self, req: FakeRequest, acct: FakeAutomationAccount, body: dict) -> FakeResponse:
         name = req.match.group("name")
         if not _ENV_NAME.match(name):
             return automation_error(400, "BadRequest", f"Invalid runtime environment name '{name}'.")
@@ -580,18 +616,12 @@ class FakeAutomation:
             acct.environments[name.lower()] = env
         return FakeResponse(200 if existing else 201, self.environment_json(acct, env))
 
-    def _delete_environment(self, req: FakeRequest) -> FakeResponse:
-        acct, env, err = self._environment(req)
-        if err:
-            return err
-        assert acct is not None and env is not None
-        with self._lock:
-            users = [rb.name for rb in acct.runbooks.values() if (rb.runtime_environment or "").lower() == env.name.lower()]
-            if users:
-                # assumption: an environment still used by runbooks cannot be deleted.
-                return automation_error(409, "Conflict", f"Runtime environment '{env.name}' is used by runbooks: {', '.join(users)}.")
-            acct.environments.pop(env.name.lower())
-        return FakeResponse(200)
+    def _refuse_environment_in_use(self, acct: FakeAutomationAccount, env: FakeRuntimeEnvironment) -> Optional[FakeResponse]:
+        users = [rb.name for rb in acct.runbooks.values() if (rb.runtime_environment or "").lower() == env.name.lower()]
+        if users:
+            # assumption: an environment still used by runbooks cannot be deleted.
+            return automation_error(409, "Conflict", f"Runtime environment '{env.name}' is used by runbooks: {', '.join(users)}.")
+        return None
 
     def package_json(self, acct: FakeAutomationAccount, env: FakeRuntimeEnvironment, pkg: FakePackage) -> dict:
         """package.json#/definitions/Package (examples/package/getPackage.json)."""
@@ -631,34 +661,7 @@ class FakeAutomation:
                 parts = filename.replace("%2B", "+").split("-")
                 pkg.version = parts[1] if len(parts) >= 5 else None
 
-    def _list_packages(self, req: FakeRequest) -> FakeResponse:
-        acct, env, err = self._environment(req)
-        if err:
-            return err
-        assert acct is not None and env is not None
-        for pkg in list(env.packages.values()):
-            self._advance_import(pkg)
-        return self._page([self.package_json(acct, env, p) for p in env.packages.values()])
-
-    def _get_package(self, req: FakeRequest) -> FakeResponse:
-        acct, env, err = self._environment(req)
-        if err:
-            return err
-        assert acct is not None and env is not None
-        pkg = env.packages.get(req.match.group("pkg").lower())
-        if pkg is None:
-            return automation_error(404, "NotFound", f"Package '{req.match.group('pkg')}' was not found.")
-        self._advance_import(pkg)
-        return FakeResponse(200, self.package_json(acct, env, pkg))
-
-    def _put_package(self, req: FakeRequest) -> FakeResponse:
-        acct, env, err = self._environment(req)
-        if err:
-            return err
-        assert acct is not None and env is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_package(self, req: FakeRequest, acct: FakeAutomationAccount, env: FakeRuntimeEnvironment, body: dict) -> FakeResponse:
         link = (body.get("properties") or {}).get("contentLink") or {}
         uri = link.get("uri")
         if not isinstance(uri, str) or not uri.startswith("https://"):
@@ -668,16 +671,6 @@ class FakeAutomation:
             existing = env.packages.get(name.lower())
             env.packages[name.lower()] = FakePackage(name=name, uri=uri, content_hash=link.get("contentHash"), reads_until_done=self.package_import_reads)
         return FakeResponse(200 if existing else 201, self.package_json(acct, env, env.packages[name.lower()]))
-
-    def _delete_package(self, req: FakeRequest) -> FakeResponse:
-        _, env, err = self._environment(req)
-        if err:
-            return err
-        assert env is not None
-        with self._lock:
-            if env.packages.pop(req.match.group("pkg").lower(), None) is None:
-                return automation_error(404, "NotFound", f"Package '{req.match.group('pkg')}' was not found.")
-        return FakeResponse(200)
 
     # -- schedules --------------------------------------------------------------------------------
     def schedule_json(self, acct: FakeAutomationAccount, sch: FakeSchedule) -> dict:
@@ -702,35 +695,7 @@ class FakeAutomation:
             props["advancedSchedule"] = {"weekDays": list(sch.week_days)}
         return {"id": f"{acct.id}/schedules/{sch.name}", "name": sch.name, "type": f"{MANAGED_TYPE_PREFIX}/Schedules", "properties": props}
 
-    def _schedule(self, req: FakeRequest) -> Tuple[Optional[FakeAutomationAccount], Optional[FakeSchedule], Optional[FakeResponse]]:
-        acct, err = self._account(req)
-        if err:
-            return None, None, err
-        assert acct is not None
-        sch = acct.schedules.get(req.match.group("name").lower())
-        if sch is None:
-            return acct, None, automation_error(404, "NotFound", f"The schedule '{req.match.group('name')}' was not found.")
-        return acct, sch, None
-
-    def _list_schedules(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        return self._page([self.schedule_json(acct, s) for s in acct.schedules.values()])
-
-    def _get_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, sch, err = self._schedule(req)
-        return err or FakeResponse(200, self.schedule_json(acct, sch))  # type: ignore[arg-type]
-
-    def _put_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_schedule(self, req: FakeRequest, acct: FakeAutomationAccount, body: dict) -> FakeResponse:
         name = req.match.group("name")
         if name.lower() in acct.schedules:
             # createOrUpdateSchedule.json lists 409 for an existing schedule; a schedule's timing cannot be
@@ -755,19 +720,14 @@ class FakeAutomation:
         week_days = ((props.get("advancedSchedule") or {}).get("weekDays")) or None
         if week_days is not None and (frequency != "Week" or not set(week_days) <= WEEK_DAYS):
             return automation_error(400, "BadRequest", f"advancedSchedule.weekDays needs frequency Week and day names, got {week_days}.")
-        sch = FakeSchedule(name, start, frequency, interval, tz, props.get("description") or "", week_days, _parse_time(props.get("expiryTime")), created=self.clock())
+        sch = FakeSchedule(
+            name, start, frequency, interval, tz, props.get("description") or "", week_days, _parse_time(props.get("expiryTime")), created=self.clock()
+        )
         with self._lock:
             acct.schedules[name.lower()] = sch
         return FakeResponse(201, self.schedule_json(acct, sch))
 
-    def _patch_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, sch, err = self._schedule(req)
-        if err:
-            return err
-        assert acct is not None and sch is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _patch_schedule(self, req: FakeRequest, acct: FakeAutomationAccount, sch: FakeSchedule, body: dict) -> FakeResponse:
         props = body.get("properties") or {}
         with self._lock:
             if "description" in props:
@@ -776,17 +736,9 @@ class FakeAutomation:
                 sch.is_enabled = bool(props["isEnabled"])
         return FakeResponse(200, self.schedule_json(acct, sch))
 
-    def _delete_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, sch, err = self._schedule(req)
-        if err:
-            return err
-        assert acct is not None and sch is not None
-        with self._lock:
-            acct.schedules.pop(sch.name.lower())
-            # assumption: deleting a schedule removes the job schedules that link it (the portal does so).
-            for jid in [j for j, js in acct.job_schedules.items() if js.schedule.lower() == sch.name.lower()]:
-                acct.job_schedules.pop(jid)
-        return FakeResponse(200)
+    def _unlink_schedule(self, acct: FakeAutomationAccount, sch: FakeSchedule) -> None:
+        # assumption: deleting a schedule removes the job schedules that link it (the portal does so).
+        self._drop_job_schedules(acct, lambda js: js.schedule.lower() == sch.name.lower())
 
     # -- job schedules ----------------------------------------------------------------------------
     def job_schedule_json(self, acct: FakeAutomationAccount, js: FakeJobSchedule) -> dict:
@@ -804,31 +756,7 @@ class FakeAutomation:
             },
         }
 
-    def _list_job_schedules(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        return self._page([self.job_schedule_json(acct, js) for js in acct.job_schedules.values()])
-
-    def _get_job_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        js = acct.job_schedules.get(req.match.group("id").lower())
-        if js is None:
-            return automation_error(404, "NotFound", f"Job schedule '{req.match.group('id')}' was not found.")
-        return FakeResponse(200, self.job_schedule_json(acct, js))
-
-    def _put_job_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_job_schedule(self, req: FakeRequest, acct: FakeAutomationAccount, body: dict) -> FakeResponse:
         jid = req.match.group("id")
         try:
             uuid.UUID(jid)
@@ -843,27 +771,16 @@ class FakeAutomation:
                 return automation_error(409, "Conflict", f"Job schedule '{jid}' already exists.")
             if not schedule or schedule.lower() not in acct.schedules:
                 return automation_error(404, "NotFound", f"The schedule '{schedule}' was not found.")
-            rb = acct.runbooks.get((runbook or "").lower())
-            if rb is None:
-                return automation_error(404, "NotFound", f"The Runbook '{runbook}' was not found.")
-            if rb.published is None:
-                return automation_error(400, "BadRequest", f"The runbook '{runbook}' must be published before it can be linked to a schedule.")
+            rb, err = self._published_runbook(acct, runbook, "The runbook '{}' must be published before it can be linked to a schedule.")
+            if err:
+                return err
+            assert rb is not None
             if any(js.schedule.lower() == schedule.lower() and js.runbook.lower() == rb.name.lower() for js in acct.job_schedules.values()):
                 # assumption: one link per (schedule, runbook), as the portal enforces.
                 return automation_error(409, "Conflict", f"The runbook '{runbook}' is already linked to schedule '{schedule}'.")
             js = FakeJobSchedule(jid, acct.schedules[schedule.lower()].name, rb.name, dict(props.get("parameters") or {}), props.get("runOn"))
             acct.job_schedules[jid.lower()] = js
         return FakeResponse(201, self.job_schedule_json(acct, js))
-
-    def _delete_job_schedule(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        with self._lock:
-            if acct.job_schedules.pop(req.match.group("id").lower(), None) is None:
-                return automation_error(404, "NotFound", f"Job schedule '{req.match.group('id')}' was not found.")
-        return FakeResponse(200)
 
     # -- webhooks -----------------------------------------------------------------------------------
     def webhook_json(self, acct: FakeAutomationAccount, wh: FakeWebhook) -> dict:
@@ -887,54 +804,21 @@ class FakeAutomation:
             },
         }
 
-    def _generate_uri(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
+    def _generate_uri(self, req: FakeRequest, acct: FakeAutomationAccount) -> FakeResponse:
         uri = f"https://{uuid.uuid4()}.webhook.{acct.location}.azure-automation.net/webhooks?token={secrets.token_urlsafe(32)}"
         with self._lock:
             self.issued_webhook_uris.append(uri)
         # webhook.json: Webhook_GenerateUri answers 200 with a JSON string.
         return FakeResponse(200, f'"{uri}"', {"Content-Type": "application/json; charset=utf-8"})
 
-    def _webhook(self, req: FakeRequest) -> Tuple[Optional[FakeAutomationAccount], Optional[FakeWebhook], Optional[FakeResponse]]:
-        acct, err = self._account(req)
-        if err:
-            return None, None, err
-        assert acct is not None
-        wh = acct.webhooks.get(req.match.group("name").lower())
-        if wh is None:
-            return acct, None, automation_error(404, "NotFound", f"The webhook '{req.match.group('name')}' was not found.")
-        return acct, wh, None
-
-    def _list_webhooks(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        return self._page([self.webhook_json(acct, w) for w in acct.webhooks.values()])
-
-    def _get_webhook(self, req: FakeRequest) -> FakeResponse:
-        acct, wh, err = self._webhook(req)
-        return err or FakeResponse(200, self.webhook_json(acct, wh))  # type: ignore[arg-type]
-
-    def _put_webhook(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_webhook(self, req: FakeRequest, acct: FakeAutomationAccount, body: dict) -> FakeResponse:
         name = req.match.group("name")
         props = body.get("properties") or {}
         runbook = (props.get("runbook") or {}).get("name")
-        rb = acct.runbooks.get((runbook or "").lower())
-        if rb is None:
-            return automation_error(404, "NotFound", f"The Runbook '{runbook}' was not found.")
-        if rb.published is None:
-            return automation_error(400, "BadRequest", f"The runbook '{runbook}' must be published before a webhook can be created.")
+        rb, err = self._published_runbook(acct, runbook, "The runbook '{}' must be published before a webhook can be created.")
+        if err:
+            return err
+        assert rb is not None
         expiry = _parse_time(props.get("expiryTime")) or (self.clock() + timedelta(days=365))
         with self._lock:
             existing = acct.webhooks.get(name.lower())
@@ -942,7 +826,9 @@ class FakeAutomation:
             if existing is None:
                 if uri not in self.issued_webhook_uris:
                     return automation_error(400, "BadRequest", "properties.uri must be a URI returned by webhooks/generateUri.")
-                wh = FakeWebhook(name, uri, rb.name, expiry, bool(props.get("isEnabled", False)), props.get("parameters"), props.get("runOn"), created=self.clock())
+                wh = FakeWebhook(
+                    name, uri, rb.name, expiry, bool(props.get("isEnabled", False)), props.get("parameters"), props.get("runOn"), created=self.clock()
+                )
                 acct.webhooks[name.lower()] = wh
             else:
                 # assumption: the token of an existing webhook never changes; other fields are updated.
@@ -952,14 +838,7 @@ class FakeAutomation:
                 wh.parameters = props.get("parameters", wh.parameters)
         return FakeResponse(200 if existing else 201, self.webhook_json(acct, wh))
 
-    def _patch_webhook(self, req: FakeRequest) -> FakeResponse:
-        acct, wh, err = self._webhook(req)
-        if err:
-            return err
-        assert acct is not None and wh is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _patch_webhook(self, req: FakeRequest, acct: FakeAutomationAccount, wh: FakeWebhook, body: dict) -> FakeResponse:
         # webhook.json#/definitions/WebhookUpdateProperties: isEnabled, runOn, parameters, description.
         props = body.get("properties") or {}
         with self._lock:
@@ -972,15 +851,6 @@ class FakeAutomation:
             if "runOn" in props:
                 wh.run_on = props["runOn"]
         return FakeResponse(200, self.webhook_json(acct, wh))
-
-    def _delete_webhook(self, req: FakeRequest) -> FakeResponse:
-        acct, wh, err = self._webhook(req)
-        if err:
-            return err
-        assert acct is not None and wh is not None
-        with self._lock:
-            acct.webhooks.pop(wh.name.lower())
-        return FakeResponse(200)
 
     # -- jobs -----------------------------------------------------------------------------------------
     def job_json(self, acct: FakeAutomationAccount, job: FakeJob) -> dict:
@@ -1007,26 +877,25 @@ class FakeAutomation:
             },
         }
 
-    def _put_job(self, req: FakeRequest) -> FakeResponse:
-        acct, err = self._account(req)
-        if err:
-            return err
-        assert acct is not None
-        body, err = self._body(req)
-        if err:
-            return err
+    def _put_job(self, req: FakeRequest, acct: FakeAutomationAccount, body: dict) -> FakeResponse:
         props = body.get("properties") or {}
-        runbook = (props.get("runbook") or {}).get("name")
-        rb = acct.runbooks.get((runbook or "").lower())
-        if rb is None:
-            return automation_error(404, "NotFound", f"The Runbook '{runbook}' was not found.")
-        if rb.published is None:
-            return automation_error(400, "BadRequest", f"The runbook '{runbook}' is not published.")
+        rb, err = self._published_runbook(acct, (props.get("runbook") or {}).get("name"), "The runbook '{}' is not published.")
+        if err:
+            return err
+        assert rb is not None
         name = req.match.group("name")
         with self._lock:
             if name.lower() in acct.jobs:
                 return automation_error(409, "Conflict", f"A job named '{name}' already exists.")
-            job = FakeJob(name, str(uuid.uuid4()), rb.name, dict(props.get("parameters") or {}), rb.runtime_environment, run_on=props.get("runOn") or "", created=self.clock())
+            job = FakeJob(
+                name,
+                str(uuid.uuid4()),
+                rb.name,
+                dict(props.get("parameters") or {}),
+                rb.runtime_environment,
+                run_on=props.get("runOn") or "",
+                created=self.clock(),
+            )
             acct.jobs[name.lower()] = job
         if self.job_runner is not None:
             job.started = self.clock()
@@ -1037,23 +906,5 @@ class FakeAutomation:
             job.ended = self.clock()
         return FakeResponse(201, self.job_json(acct, job))
 
-    def _job(self, req: FakeRequest) -> Tuple[Optional[FakeAutomationAccount], Optional[FakeJob], Optional[FakeResponse]]:
-        acct, err = self._account(req)
-        if err:
-            return None, None, err
-        assert acct is not None
-        job = acct.jobs.get(req.match.group("name").lower())
-        if job is None:
-            return acct, None, automation_error(404, "NotFound", f"The job '{req.match.group('name')}' was not found.")
-        return acct, job, None
-
-    def _get_job(self, req: FakeRequest) -> FakeResponse:
-        acct, job, err = self._job(req)
-        return err or FakeResponse(200, self.job_json(acct, job))  # type: ignore[arg-type]
-
-    def _get_job_output(self, req: FakeRequest) -> FakeResponse:
-        _, job, err = self._job(req)
-        if err:
-            return err
-        assert job is not None
+    def _get_job_output(self, req: FakeRequest, acct: FakeAutomationAccount, job: FakeJob) -> FakeResponse:
         return FakeResponse(200, job.output, {"Content-Type": "text/plain; charset=utf-8"})

@@ -102,6 +102,7 @@ class FakeMachineLearning:
         retry_after: int = 0,
         page_size: int = 100,
         tags_api_supported: bool = True,
+        tags_api_ignored: bool = False,
         full_put_of_existing_allowed: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -112,6 +113,9 @@ class FakeMachineLearning:
         self.retry_after = retry_after
         self.page_size = page_size
         self.tags_api_supported = tags_api_supported
+        # The Tags API answers 200 with the new tags but the compute keeps its old ones (the
+        # failure a read-back must catch).
+        self.tags_api_ignored = tags_api_ignored
         self.full_put_of_existing_allowed = full_put_of_existing_allowed
         self.clock = clock
         self.create_errors: Dict[str, Tuple[str, str]] = {}  # CI name (lower) -> (code, message)
@@ -149,6 +153,19 @@ class FakeMachineLearning:
         """Remove a CI at once (simulates a deletion by someone else)."""
         with self._lock:
             workspace.computes.pop(name.lower(), None)
+
+    def begin_operation(self, workspace: FakeWorkspace, name: str, operation: str) -> None:
+        """Start ``operation`` ("Start", "Stop" or "Restart") on a CI as someone else would (the
+        portal, a schedule, another tool): no request, no checks; it completes like ours."""
+        steps = {
+            "Start": ("Starting", "Running", self.start_seconds),
+            "Stop": ("Stopping", "Stopped", self.stop_seconds),
+            "Restart": ("Restarting", "Running", self.start_seconds),
+        }
+        transitional, target, seconds = steps[operation]
+        ci = workspace.computes[name.lower()]
+        self._settle(ci)
+        self._start_operation(workspace, ci, operation, transitional, target, seconds)
 
     def all_instances(self) -> List[Tuple[FakeWorkspace, FakeComputeInstance]]:
         """Every stored compute instance with its workspace, settled."""
@@ -490,6 +507,8 @@ class FakeMachineLearning:
         tags, err = _tags_from_body(req)
         if err:
             return err
+        if self.tags_api_ignored:
+            return FakeResponse(200, {**self._tags_resource(ws, ci), "properties": {"tags": dict(tags)}})  # type: ignore[arg-type]
         with self._lock:
             ci.tags = dict(tags)  # type: ignore[union-attr]
         return FakeResponse(200, self._tags_resource(ws, ci))  # type: ignore[arg-type]
@@ -515,6 +534,8 @@ class FakeMachineLearning:
                 return arm_error(400, "InvalidTagOperation", f"operation must be Merge, Replace or Delete, not {operation!r}.")
             if len(merged) > 50:
                 return arm_error(400, "InvalidTagCount", "A resource can have at most 50 tags.")
+            if self.tags_api_ignored:
+                return FakeResponse(200, {**self._tags_resource(ws, ci), "properties": {"tags": merged}})
             ci.tags = merged
         return FakeResponse(200, self._tags_resource(ws, ci))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -65,6 +66,12 @@ class Fault:
 
     ``times`` is how many matching requests fail (None: all of them). ``retry_after`` adds a
     Retry-After header (seconds), as ARM does on 429 and on some 5xx.
+
+    ``skip`` lets the first matching requests through (e.g. fail a workspace's listings only
+    after discovery has listed it). ``probability`` makes the fault random: each matching request
+    fails with that probability, drawn from the server's seeded RNG. ``after_handler`` lets the
+    request reach the service and take effect, then replaces the response: the ambiguous failure
+    of a gateway that times out after the resource provider has acted.
     """
 
     status: int
@@ -75,6 +82,10 @@ class Fault:
     code: str = ""
     message: str = "Injected fault."
     hits: int = 0
+    skip: int = 0
+    probability: float = 1.0
+    after_handler: bool = False
+    seen: int = 0  # matching requests so far, skipped ones included
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -82,6 +93,20 @@ class Fault:
         if self.method and self.method.upper() != method:
             return False
         return not self.path_contains or self.path_contains.lower() in path.lower()
+
+
+@dataclass
+class Hook:
+    """Something to do just before a matching request is served (another actor changing the
+    world between two of our calls: a CI deleted after it was listed, a restart begun)."""
+
+    method: Optional[str]
+    path_contains: str
+    action: Callable[[], None]
+    times: Optional[int] = 1
+    skip: int = 0  # let the first matching requests pass without acting
+    hits: int = 0
+    seen: int = 0
 
 
 DEFAULT_CODES = {
@@ -129,11 +154,15 @@ class FakeCredential:
 
     ``lifetime`` seconds lets a test make tokens expire mid-run; azure-core's
     BearerTokenCredentialPolicy must then fetch a new one, as it does against real Entra ID.
+    ``reported_lifetime`` (default: ``lifetime``) is the expiry the client is told: longer than
+    ``lifetime``, the server rejects a token the client still trusts (clock skew, a revoked
+    token), which is the path where ARM answers 401 and the client must recover.
     """
 
-    def __init__(self, authority: TokenAuthority, lifetime: float = 3600.0):
+    def __init__(self, authority: TokenAuthority, lifetime: float = 3600.0, reported_lifetime: Optional[float] = None):
         self._authority = authority
         self.lifetime = lifetime
+        self.reported_lifetime = lifetime if reported_lifetime is None else reported_lifetime
         self.requests = 0
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
@@ -145,7 +174,7 @@ class FakeCredential:
         if scopes and not all(s.startswith("https://management.azure.com") for s in scopes):
             raise ValueError(f"the fake issues only ARM tokens, not {scopes}")
         token, expires = self._authority.issue(self.lifetime)
-        return AccessTokenInfo(token, int(expires))
+        return AccessTokenInfo(token, int(expires - self.lifetime + self.reported_lifetime))
 
 
 class TokenAuthority:
@@ -162,6 +191,12 @@ class TokenAuthority:
             self._tokens[token] = time.time() + lifetime
             return token, self._tokens[token]
 
+    def expire_all(self) -> None:
+        """Expire every token issued so far, now (clients still believe theirs are valid)."""
+        with self._lock:
+            now = time.time()
+            self._tokens = {token: min(expires, now) for token, expires in self._tokens.items()}
+
     def check(self, authorization: Optional[str]) -> Optional[FakeResponse]:
         """None if the bearer token is valid, else the 401 ARM would return."""
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -172,7 +207,14 @@ class TokenAuthority:
         if expires is None:
             return arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         if time.time() >= expires:
-            return arm_error(401, "ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time.")
+            # ARM's 401 carries a Bearer challenge (no claims: azure-core does not resend on it).
+            challenge = (
+                'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token", '
+                'error_description="The access token expiry UTC time is earlier than current UTC time."'
+            )
+            return arm_error(
+                401, "ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time.", {"WWW-Authenticate": challenge}
+            )
         return None
 
 
@@ -203,13 +245,16 @@ class RecordedCall:
 class FakeArmServer:
     """Routes intercepted HTTP requests to registered handlers, adding ARM's cross-cutting behaviour.
 
-    Cross-cutting behaviour, applied in this order: per-request ``latency``; bearer-token
-    check; injected :class:`Fault` s; per-subscription write throttle (429 + Retry-After);
-    api-version check (400 like ARM for a version the route does not serve); the handler.
+    Cross-cutting behaviour, applied in this order: per-request ``latency``; :class:`Hook` s;
+    bearer-token check; injected :class:`Fault` s; per-subscription write throttle (429 +
+    Retry-After); api-version check (400 like ARM for a version the route does not serve); the
+    handler. ``seed`` seeds the RNG of probabilistic faults.
     """
 
-    def __init__(self, *, latency: float = 0.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, *, latency: float = 0.0, sleep: Callable[[float], None] = time.sleep, seed: Optional[int] = 0):
         self.latency = latency
+        self.rng = random.Random(seed)
+        self._hooks: List[Hook] = []
         self._sleep = sleep
         self._routes: List[_Route] = []
         self._faults: List[Fault] = []
@@ -224,9 +269,9 @@ class FakeArmServer:
         self._hosts: set = set()
 
     # -- configuration -------------------------------------------------------------------
-    def credential(self, lifetime: float = 3600.0) -> FakeCredential:
-        """A credential whose tokens this server accepts."""
-        return FakeCredential(self.authority, lifetime)
+    def credential(self, lifetime: float = 3600.0, reported_lifetime: Optional[float] = None) -> FakeCredential:
+        """A credential whose tokens this server accepts (see :class:`FakeCredential`)."""
+        return FakeCredential(self.authority, lifetime, reported_lifetime)
 
     def route(
         self,
@@ -260,6 +305,40 @@ class FakeArmServer:
         with self._lock:
             self._faults.append(fault)
         return fault
+
+    def inject_random(
+        self,
+        rate: float,
+        statuses: Tuple[int, ...] = (500, 502, 503),
+        *,
+        method: Optional[str] = None,
+        path_contains: Optional[str] = None,
+    ) -> List[Fault]:
+        """Fail a fraction ``rate`` of matching requests with one of ``statuses`` (equally likely),
+        drawn from the seeded RNG: transient errors sprinkled over a long run."""
+        if not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        faults = []
+        for i, status in enumerate(statuses):
+            # The faults are tried in turn, so each later one sees only what the earlier let through.
+            share = rate / len(statuses)
+            remaining = 1 - share * i
+            faults.append(self.inject(Fault(status, method, path_contains, times=None, probability=share / remaining, message="Injected transient fault.")))
+        return faults
+
+    def when(self, method: Optional[str], path_contains: str, action: Callable[[], None], times: Optional[int] = 1, skip: int = 0) -> Hook:
+        """Run ``action`` just before each of the next ``times`` matching requests is served
+        (after letting ``skip`` of them pass)."""
+        hook = Hook(method.upper() if method else None, path_contains, action, times, skip)
+        with self._lock:
+            self._hooks.append(hook)
+        return hook
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault and hook (the outage is over)."""
+        with self._lock:
+            self._faults.clear()
+            self._hooks.clear()
 
     def throttle_writes(self, capacity: float = 200, refill_per_second: float = 10) -> None:
         """Throttle writes per subscription with ARM's token bucket (defaults are ARM's)."""
@@ -310,6 +389,7 @@ class FakeArmServer:
             if candidates:
                 return arm_error(405, "MethodNotAllowed", f"The method {method} is not allowed on {path}.")
             return arm_error(404, "NoRegisteredProviderFound", f"The fake Azure serves no route for {method} {path}.")
+        self._run_hooks(method, path)
         if route.authenticated:
             denied = self.authority.check(_header(headers, "Authorization"))
             if denied is not None:
@@ -317,7 +397,11 @@ class FakeArmServer:
         fault = self._take_fault(method, path)
         if fault is not None:
             extra = {"Retry-After": _seconds(fault.retry_after)} if fault.retry_after is not None else {}
-            return arm_error(fault.status, fault.code or DEFAULT_CODES.get(fault.status, "Error"), fault.message, extra)
+            failure = arm_error(fault.status, fault.code or DEFAULT_CODES.get(fault.status, "Error"), fault.message, extra)
+            if not fault.after_handler:
+                return failure
+            self._serve(route, method, path, query, headers, body, url)  # the service acts; the caller sees only the failure
+            return failure
         if route.is_write and self._write_throttle is not None:
             wait = self._bucket(path).take()
             if wait is not None:
@@ -329,6 +413,9 @@ class FakeArmServer:
                     "The request is being throttled: too many write requests for this subscription.",
                     {"Retry-After": str(math.ceil(wait))},
                 )
+        return self._serve(route, method, path, query, headers, body, url)
+
+    def _serve(self, route: _Route, method, path, query, headers, body, url) -> FakeResponse:
         if route.api_versions and query.get("api-version") not in route.api_versions:
             return arm_error(
                 400,
@@ -343,9 +430,28 @@ class FakeArmServer:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path):
+                    fault.seen += 1
+                    if fault.seen <= fault.skip:
+                        continue
+                    if fault.probability < 1 and self.rng.random() >= fault.probability:
+                        continue
                     fault.hits += 1
                     return fault
         return None
+
+    def _run_hooks(self, method: str, path: str) -> None:
+        due = []
+        with self._lock:
+            for hook in self._hooks:
+                if hook.times is not None and hook.hits >= hook.times:
+                    continue
+                if (hook.method is None or hook.method == method) and hook.path_contains.lower() in path.lower():
+                    hook.seen += 1
+                    if hook.seen > hook.skip:
+                        hook.hits += 1
+                        due.append(hook)
+        for hook in due:  # outside the lock: an action may call back into the fake
+            hook.action()
 
     def _bucket(self, path: str) -> TokenBucket:
         m = re.match(r"^/subscriptions/([^/]+)", path, re.IGNORECASE)

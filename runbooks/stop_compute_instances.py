@@ -24,6 +24,7 @@ except ImportError:  # run from a checkout: python runbooks/stop_compute_instanc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.auth import get_credential
+from shared.cost import PricingSection
 from shared.ml_gateway import AzureMLGateway
 from shared.runbook_args import UsageError, common_parser
 from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
@@ -43,6 +44,7 @@ def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: O
     try:
         args, settings = parse_and_load(parser, argv)
         settings.require_scope()
+        settings.section("pricing", PricingSection)  # a bad section fails here, before any call
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
     cred, who = get_credential(settings.identity.client_id, credential=credential)

@@ -1,6 +1,9 @@
 """Run the real runbooks against the built-in fake Azure.
 
     python -m sandbox sweep [--dry-run]      the nightly stop sweep over a seeded fleet
+    python -m sandbox create [--dry-run]     a compute instance requested from Teams, created by policy
+    python -m sandbox start [--dry-run]      the weekday-morning start of CIs that opted in
+    python -m sandbox evening                the pre-stop warning, an exemption from its card, then the sweep
 
 Everything the runbook does goes through azure-ai-ml and azure-core to the fake control plane at
 the HTTP layer; nothing reaches the network. The sandbox then checks the report against what the
@@ -16,10 +19,11 @@ from datetime import datetime, timezone
 from typing import List, Optional
 
 import responses
-from fake_azure.teams import FakeTeamsWorkflow
 
 from fake_azure import FakeArmServer
 from fake_azure.ml import FakeMachineLearning
+from fake_azure.retail_prices import FakeRetailPrices
+from fake_azure.teams import FakeTeamsWorkflow
 from sandbox.fleet import sandbox_settings, seed_fleet
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
@@ -46,6 +50,7 @@ def run_sweep(extra_args: List[str]) -> int:
     server = FakeArmServer(latency=0.005)
     ml = FakeMachineLearning(server, stop_seconds=0.5)
     teams = FakeTeamsWorkflow(server)
+    FakeRetailPrices(server)  # the public Azure Retail Prices API, for the money saved
     expected = seed_fleet(ml, now)
     settings = sandbox_settings(teams.url)
     print(f"Sandbox: fake Azure with {len(ml.workspaces)} workspaces and {len(expected)} compute instances in 2 subscriptions.")
@@ -95,11 +100,17 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["sweep"], help="what to run")
+    parser.add_argument("command", choices=["sweep", "create", "start", "evening"], help="what to run")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
         return run_sweep(rest)
-    return 2
+    if args.command == "evening":
+        from sandbox.evening import run_evening
+
+        return run_evening(rest)
+    from sandbox import more_demos
+
+    return more_demos.run_create(rest) if args.command == "create" else more_demos.run_start(rest)
 
 
 if __name__ == "__main__":

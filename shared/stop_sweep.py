@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shared import bulk_operations as bulk
+from shared.cost import PriceLookups, PricingSection, make_client, price_results
 from shared.decision import ALREADY_STOPPED, FAILED, SKIPPED, STOPPED, WOULD_STOP, Decision, StopPolicy, decide_stop
 from shared.discovery import Inventory, discover
 from shared.exemption_tags import format_instant
@@ -81,10 +82,13 @@ def run_stop_sweep(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     inventory: Optional[Inventory] = None,
+    price_session: Any = None,
 ) -> RunReport:
-    """Run the sweep over ``settings.scope`` and return its report."""
+    """Run the sweep over ``settings.scope`` and return its report (with the estimated cost avoided
+    when section ``pricing`` is enabled; ``price_session`` is the HTTP session for price lookups)."""
     now = now or datetime.now(timezone.utc)
     section = settings.section("stop", StopSection)
+    pricing = settings.section("pricing", PricingSection)
     report = RunReport("stop_compute_instances", dry_run, started_at=now)
     inventory = inventory or discover(gateway, settings.scope, concurrency=section.concurrency)
     report.errors.extend(inventory.errors)
@@ -95,6 +99,8 @@ def run_stop_sweep(
         if not d.stop:
             report.results.append(result_for(ci, d.outcome, d.reason, d))
     log.info("Plan: %d to stop, %d left alone", len(to_stop), len(decisions) - len(to_stop))
+    # Prices are looked up while the stops run; a lookup that fails or is slow leaves that price unknown.
+    lookups = PriceLookups(make_client(pricing, price_session), [ci for ci, _ in to_stop]) if pricing.enabled and to_stop else None
 
     if dry_run:
         for ci, d in to_stop:
@@ -106,6 +112,11 @@ def run_stop_sweep(
             detail = f"{res.detail}; {d.reason}" if res.status == bulk.DONE else res.detail
             report.results.append(result_for(ci, _BULK_TO_OUTCOME[res.status], detail, d, state=res.final_state))
 
+    if lookups is not None:
+        try:
+            price_results(report, lookups, now=now, section=pricing)
+        except Exception:  # noqa: BLE001 - the estimate is extra: the sweep's report must come out regardless
+            log.exception("Could not estimate the cost avoided; the report goes without it")
     report.extra["expiring_exemptions"] = expiring_exemptions(decisions, now, section.expiring_window_hours)
     report.finished_at = _finish(now)
     return report

@@ -1,0 +1,89 @@
+"""Exemption request from Teams: record (or cancel) an exemption from the nightly stop on one
+compute instance, then answer in Teams.
+
+Started by the Automation webhook that the Teams flow calls (the request arrives as webhook data,
+in whichever parameter slot Automation uses), or by the Automation "Create job" API with the
+request as a parameter. See docs/teams-exemptions.md.
+
+Parameters (any order; several may share one portal box):
+  --settings-b64 B64 | --settings FILE_OR_JSON   configuration (publish.py sets --settings-b64)
+  --webhook-data JSON            the webhook object {WebhookName, RequestBody, RequestHeader}
+  --request JSON | --request-b64 B64   the request body itself (Create job API / Power Automate)
+  --summary-file PATH            also write the JSON summary to a file
+Exit code: 0 recorded, cancelled or already recorded; 1 rejected or failed; 2 unusable parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any, Optional, Sequence
+
+try:
+    import shared  # noqa: F401  (installed as a package in Azure Automation)
+except ImportError:  # run from a checkout: python runbooks/handle_exemption_request.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shared.auth import get_credential
+from shared.exemption_policy import load_section
+from shared.exemption_service import RUNBOOK, handle_request, reject_unreadable
+from shared.ml_gateway import AzureMLGateway
+from shared.runbook_args import RunbookArgumentParser, UsageError
+from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.settings import SettingsError
+from shared.tag_writer import TagWriter
+from shared.webhook_input import WebhookInputError, extract_request, split_argv
+
+log = logging.getLogger("ci_governance." + RUNBOOK)
+
+
+def build_parser() -> RunbookArgumentParser:
+    """The runbook's parameters (loose webhook JSON is taken out before parsing)."""
+    parser = RunbookArgumentParser(prog=RUNBOOK, description="Record or cancel an exemption requested in Teams.", allow_abbrev=False)
+    parser.add_argument("--settings", help="settings: a JSON file path or inline JSON")
+    parser.add_argument("--settings-b64", help="settings as base64 JSON (what publish.py sets)")
+    parser.add_argument("--webhook-data", help="the webhook object {WebhookName, RequestBody, RequestHeader} as JSON")
+    parser.add_argument("--request", help="the request body as JSON (Create job API)")
+    parser.add_argument("--request-b64", help="the request body as base64 JSON")
+    parser.add_argument("--summary-file", help="also write the JSON summary to this file")
+    return parser
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    credential: Any = None,
+    now: Optional[datetime] = None,
+    gateway: Any = None,
+    session: Any = None,
+) -> int:
+    """Handle one request; returns the process exit code."""
+    configure_logging()
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        loose, rest = split_argv(raw)
+        args, settings = parse_and_load(build_parser(), rest)
+        section = load_section(settings)
+    except (UsageError, SettingsError) as exc:
+        return usage_failure(str(exc), RUNBOOK)
+    try:
+        inbound = extract_request(loose, webhook_data=args.webhook_data, request=args.request, request_b64=args.request_b64)
+    except WebhookInputError as exc:
+        report = reject_unreadable(str(exc), settings, now=now, session=session)
+        emit_report(report, args.summary_file)
+        return report.exit_code
+    cred, who = get_credential(settings.identity.client_id, credential=credential)
+    log.info("Signed in with %s; tags are written with method %s", who, section.tag_write_method)
+    gateway = gateway or AzureMLGateway(cred)
+    writer = TagWriter(
+        cred, gateway, section.tag_write_method, readback_attempts=section.readback_attempts, readback_delay_seconds=section.readback_delay_seconds
+    )
+    report = handle_request(inbound, settings, section, gateway, writer, now=now, session=session)
+    emit_report(report, args.summary_file)
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Morning start: start every stopped compute instance that opted in with the auto-start tag, on
+the configured start days (Monday to Friday by default) except holidays, then report what
+happened to each one.
+
+Parameters (any order; several may share one portal box):
+  --settings-b64 B64 | --settings FILE_OR_JSON   configuration (settings section "start")
+  --subscription ID (repeatable)  --resource-group RG  --workspace PATTERN   narrow the scope
+  --dry-run                      print the plan, change nothing
+  --summary-file PATH            also write the JSON summary to a file
+Exit code: 0 all good, 1 something failed (see the FAILED/ERROR lines), 2 bad parameters or settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any, Optional, Sequence
+
+try:
+    import shared  # noqa: F401  (installed as a package in Azure Automation)
+except ImportError:  # run from a checkout: python runbooks/start_compute_instances.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shared.auth import get_credential
+from shared.ml_gateway import AzureMLGateway
+from shared.runbook_args import UsageError, common_parser
+from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.settings import SettingsError
+from shared.start_policy import StartSection
+from shared.start_sweep import RUNBOOK, run_start_sweep
+
+log = logging.getLogger("ci_governance." + RUNBOOK)
+
+
+def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
+    """Run the morning start; returns the process exit code."""
+    configure_logging()
+    parser = common_parser(RUNBOOK, "Start opted-in Azure ML compute instances on working days.")
+    try:
+        args, settings = parse_and_load(parser, argv)
+        settings.require_scope()
+        settings.section("start", StartSection)  # a bad section fails here, before any call
+    except (UsageError, SettingsError) as exc:
+        return usage_failure(str(exc), RUNBOOK)
+    cred, who = get_credential(settings.identity.client_id, credential=credential)
+    log.info("Morning start%s over %d subscription(s); signed in with %s", " (DRY RUN)" if args.dry_run else "", len(settings.scope.subscriptions), who)
+    gateway = gateway or AzureMLGateway(cred)
+    report = run_start_sweep(gateway, settings, now=now, dry_run=args.dry_run, **run_kwargs)
+    emit_report(report, args.summary_file)
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

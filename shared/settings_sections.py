@@ -1,0 +1,31 @@
+"""Every feature section of the settings and the dataclass that reads it, so a settings document can
+be checked whole (publish.py does, before deploying it) rather than failing in the first runbook
+that happens to read a mistyped section at night."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Dict, Tuple
+
+from shared.settings import Settings, SettingsError, settings_from_dict
+
+SECTION_CLASSES: Dict[str, Tuple[str, str]] = {
+    "stop": ("shared.stop_sweep", "StopSection"),
+    "exemption": ("shared.exemption_policy", "ExemptionSection"),
+    "create": ("shared.create_policy", "CreateSection"),
+    "start": ("shared.start_policy", "StartSection"),
+    "warning": ("shared.warning", "WarningSection"),
+    "pricing": ("shared.cost", "PricingSection"),
+}
+
+
+def check_settings_document(doc: dict) -> Settings:
+    """Validate the core sections and every feature section; raises SettingsError naming the setting."""
+    settings = settings_from_dict(doc)
+    for name, (module, cls) in SECTION_CLASSES.items():
+        settings.section(name, getattr(importlib.import_module(module), cls))
+    settings.require_scope()
+    return settings
+
+
+__all__ = ["SECTION_CLASSES", "SettingsError", "check_settings_document"]

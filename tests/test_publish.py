@@ -1,0 +1,439 @@
+"""publish.py end to end against the fake Automation account, plus its packaging and planning parts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import subprocess
+import sys
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import unquote
+from zoneinfo import ZoneInfo
+
+import pytest
+from azure.mgmt.automation import AutomationClient
+
+from deployment.cli import Dependencies, main
+from deployment.desired import minutes_before, next_start
+from deployment.model import CONTENT_TAG, AccountInfo, PackageSpec, PublishError
+from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, incompatible_reason, parse_pip_report
+from deployment.roles import role_guidance, scopes_from_settings
+from fake_azure.automation import FakeAutomation
+
+SUB, RG, ACCT = "33333333-3333-4333-8333-333333333333", "rg-automation", "aa-governance"
+ML_SUB1, ML_SUB2 = "5b1e7c3a-0d2f-4e6a-9b8c-1f2e3d4c5b6a", "6c2f8d4b-1e3a-4f7b-8c9d-2a3b4c5d6e7f"
+PRINCIPAL = "aaaaaaaa-0000-4000-8000-000000000001"
+RUNBOOKS = ("stop_compute_instances", "start_compute_instances", "warn_before_stop", "handle_exemption_request", "create_compute_instance")
+SAS = "https://stgov.blob.core.windows.net/wheels?sv=2022-11-02&sp=rcw&sig=SECRETSIG"
+THIRD_PARTY = [
+    PackageSpec(
+        "azure-core", "1.41.0", "azure_core-1.41.0-py3-none-any.whl", "a" * 64, "https://files.pythonhosted.org/packages/aa/azure_core-1.41.0-py3-none-any.whl"
+    ),
+    PackageSpec(
+        "cryptography",
+        "44.0.0",
+        "cryptography-44.0.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "b" * 64,
+        "https://files.pythonhosted.org/packages/bb/cryptography-44.0.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    ),
+]
+WRITES = ("PUT", "POST", "PATCH", "DELETE")
+
+
+class Harness:
+    """A project directory, a settings file and an Automation account, with publish.py run against them."""
+
+    def __init__(self, tmp_path: Path, arm, automation: FakeAutomation):
+        self.arm, self.automation = arm, automation
+        self.project = tmp_path / "project"
+        (self.project / "shared").mkdir(parents=True)
+        (self.project / "runbooks").mkdir()
+        (self.project / "pyproject.toml").write_text('[project]\nname = "ci-governance"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n')
+        (self.project / "shared" / "__init__.py").write_text('"""shared."""\n')
+        (self.project / "shared" / "util.py").write_text("VALUE = 1\n")
+        (self.project / "runbooks" / "__init__.py").write_text("")
+        for name in RUNBOOKS:
+            self.write_runbook(name, f"import sys\nprint('{name}', sys.argv[1:])\n")
+        self.settings_path = tmp_path / "settings.json"
+        self.settings = {"scope": {"subscriptions": [ML_SUB1, ML_SUB2], "resource_groups": []}, "stop": {"concurrency": 8}}
+        self.write_settings()
+        self.uploads: list = []
+        self.packages = list(THIRD_PARTY)
+
+    def write_runbook(self, name: str, content: str) -> None:
+        (self.project / "runbooks" / f"{name}.py").write_text(content)
+
+    def write_settings(self) -> None:
+        self.settings_path.write_text(json.dumps(self.settings, indent=2))
+
+    def put(self, url, data, headers, timeout):
+        """Stands in for requests.Session.put: the blob service accepting a Put Blob."""
+        assert headers["x-ms-blob-type"] == "BlockBlob"
+        self.uploads.append((unquote(url.split("?")[0].rsplit("/", 1)[-1]), data))
+        return SimpleNamespace(status_code=201)
+
+    def deps(self) -> Dependencies:
+        return Dependencies(
+            client_factory=lambda sub: AutomationClient(self.arm.credential(), sub, polling_interval=0),
+            resolver=lambda requirements: list(self.packages),
+            uploader_factory=lambda sas_url: SasContainerUploader(sas_url, session=self),  # type: ignore[arg-type]
+            sleep=lambda seconds: None,
+            package_poll_seconds=0,
+        )
+
+    def run(self, *extra: str, account: str = ACCT, sas: bool = True):
+        out, err = [], []
+        argv = ["--subscription", SUB, "--resource-group", RG, "--automation-account", account, "--settings", str(self.settings_path)]
+        argv += ["--project-dir", str(self.project), "--time-zone", "Europe/Amsterdam", *(["--wheel-container-sas", SAS] if sas else []), *extra]
+        before = len(self.arm.calls)
+        code = main(argv, self.deps(), out=out.append, err=err.append)
+        calls = self.arm.calls[before:]
+        return code, "\n".join(out), "\n".join(err), [c for c in calls if c.method in WRITES]
+
+    @property
+    def account(self):
+        return self.automation.account(SUB, RG, ACCT)
+
+
+@pytest.fixture
+def harness(tmp_path, arm, monkeypatch):
+    monkeypatch.delenv("CI_GOVERNANCE_WHEEL_CONTAINER_SAS", raising=False)
+    automation = FakeAutomation(arm)
+    automation.add_account(SUB, RG, ACCT, principal_id=PRINCIPAL)
+    return Harness(tmp_path, arm, automation)
+
+
+def paths(writes):
+    return sorted(f"{c.method} {c.path.split(ACCT, 1)[-1]}" for c in writes)
+
+
+def test_first_publish_creates_everything(harness):
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    acct = harness.account
+    # One content-addressed Python 3.10 environment with our wheel and the third-party wheels, all imported.
+    (env,) = acct.environments.values()
+    assert env.name.startswith("ci-governance-py310-") and (env.language, env.version) == ("Python", "3.10")
+    assert {p.name: p.state for p in env.packages.values()} == {"azure-core": "Succeeded", "cryptography": "Succeeded", "ci-governance": "Succeeded"}
+    assert env.packages["ci-governance"].uri.startswith("https://stgov.blob.core.windows.net/wheels/ci_governance-0.1.0%2Bg")
+    assert env.packages["azure-core"].content_hash == {"algorithm": "SHA256", "value": "A" * 64}
+    ((uploaded, data),) = harness.uploads
+    assert uploaded == build_shared_wheel(harness.project).filename and data == build_shared_wheel(harness.project).data
+    # Every runbook is published with its file's content, the environment, and the content hash tag.
+    assert set(acct.runbooks) == set(RUNBOOKS)
+    for name in RUNBOOKS:
+        rb = acct.runbooks[name]
+        content = (harness.project / "runbooks" / f"{name}.py").read_text()
+        assert (rb.state, rb.published, rb.runbook_type, rb.runtime_environment) == ("Published", content, "Python", env.name)
+        assert len(rb.tags[CONTENT_TAG]) == 64
+    # Schedules: daily stop at 19:00, Mon-Fri start at 07:30, warning 30 minutes before the stop, all in the time zone.
+    tz = ZoneInfo("Europe/Amsterdam")
+    sched = {s.name: s for s in acct.schedules.values()}
+    assert {n: (s.frequency, s.start_time.astimezone(tz).strftime("%H:%M"), s.time_zone) for n, s in sched.items()} == {
+        "ci-governance-nightly-stop": ("Day", "19:00", "Europe/Amsterdam"),
+        "ci-governance-weekday-start": ("Week", "07:30", "Europe/Amsterdam"),
+        "ci-governance-stop-warning": ("Day", "18:30", "Europe/Amsterdam"),
+    }
+    assert sched["ci-governance-weekday-start"].week_days == ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+    # Job schedules carry the settings as one --settings-b64 argument the runbooks decode.
+    links = {(js.schedule, js.runbook): js.parameters for js in acct.job_schedules.values()}
+    assert set(links) == {
+        ("ci-governance-nightly-stop", "stop_compute_instances"),
+        ("ci-governance-weekday-start", "start_compute_instances"),
+        ("ci-governance-stop-warning", "warn_before_stop"),
+    }
+    for (_, runbook), params in links.items():
+        flag, value = shlex.split(params["args"])
+        expected = dict(harness.settings)
+        if runbook == "warn_before_stop":  # the warning also learns the stop schedule's time and time zone
+            expected["warning"] = {"stop_time": "19:00", "time_zone": "Europe/Amsterdam", "minutes_before": 30}
+        assert flag == "--settings-b64" and json.loads(base64.b64decode(value)) == expected
+    assert {w.runbook for w in acct.webhooks.values()} == {"handle_exemption_request", "create_compute_instance"}
+    assert all(w.parameters == links[("ci-governance-nightly-stop", "stop_compute_instances")] for w in acct.webhooks.values())
+    assert "Published:" in out and f"--assignee-object-id {PRINCIPAL}" in out
+
+
+def test_second_publish_changes_nothing(harness):
+    assert harness.run()[0] == 0
+    uploads = len(harness.uploads)
+    code, out, err, writes = harness.run(sas=False)  # no SAS needed when nothing changed
+    assert (code, writes, len(harness.uploads)) == (0, [], uploads)
+    assert "Plan: nothing to change." in out and "Nothing to do" in out
+    assert out.count("= unchanged:") == 1 + len(RUNBOOKS) + 3 + 3 + 2
+
+
+def test_changed_runbook_is_republished_alone(harness):
+    harness.run()
+    harness.write_runbook("start_compute_instances", "print('v2')\n")
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert paths(writes) == [
+        "PATCH /runbooks/start_compute_instances",
+        "POST /runbooks/start_compute_instances/publish",
+        "PUT /runbooks/start_compute_instances",
+        "PUT /runbooks/start_compute_instances/draft/content",
+    ]
+    acct = harness.account
+    assert acct.runbooks["start_compute_instances"].published == "print('v2')\n"
+    assert {n: rb.publish_count for n, rb in acct.runbooks.items()} == {n: 2 if n == "start_compute_instances" else 1 for n in RUNBOOKS}
+    assert "upload and publish runbook start_compute_instances (content changed)" in out
+
+
+def test_dry_run_writes_nothing(harness):
+    code, out, err, writes = harness.run("--dry-run", sas=False)
+    assert (code, writes, harness.uploads) == (0, [], [])
+    assert "create runtime environment ci-governance-py310-" in out and "create webhook ci-governance-handle_exemption_request" in out
+    assert "needs --wheel-container-sas" in out and "Dry run: nothing was changed." in out
+    for scope in (f"/subscriptions/{ML_SUB1}", f"/subscriptions/{ML_SUB2}"):
+        for role in ("'AzureML Compute Operator'", "Reader", "'Tag Contributor'"):
+            assert f"az role assignment create --assignee-object-id {PRINCIPAL} --assignee-principal-type ServicePrincipal --role {role} --scope {scope}" in out
+    harness.run()
+    harness.write_runbook("stop_compute_instances", "print('v2')\n")
+    code, out, err, writes = harness.run("--dry-run", "--rotate-webhooks", "--stop-time", "20:00")
+    assert (code, writes) == (0, [])
+    assert "upload and publish runbook stop_compute_instances (content changed)" in out and "delete webhook" in out
+
+
+def test_settings_change_recreates_job_schedules_and_patches_webhooks(harness):
+    harness.run()
+    hooks_before = {n: w.uri for n, w in harness.account.webhooks.items()}
+    harness.settings["stop"]["concurrency"] = 4
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert sorted(c.method + " " + c.path.split("/")[-2] for c in writes) == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
+    acct = harness.account
+    assert all(json.loads(base64.b64decode(shlex.split(js.parameters["args"])[1]))["stop"]["concurrency"] == 4 for js in acct.job_schedules.values())
+    assert {n: w.uri for n, w in acct.webhooks.items()} == hooks_before  # same URLs, new parameters
+    assert "WEBHOOK URL" not in out
+
+
+def test_drifted_job_schedule_parameters_recreate_only_that_job_schedule(harness):
+    harness.run()
+    acct = harness.account
+    drifted = next(js for js in acct.job_schedules.values() if js.runbook == "warn_before_stop")
+    drifted.parameters = {"args": "--settings-b64 e30="}
+    others = {jid for jid, js in acct.job_schedules.items() if js is not drifted}
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert paths(writes) == [f"DELETE /jobSchedules/{drifted.job_schedule_id}", f"PUT /jobSchedules/{drifted.job_schedule_id}"]
+    assert others <= set(acct.job_schedules) and len(acct.job_schedules) == 3
+    assert "link warn_before_stop to schedule ci-governance-stop-warning (parameters changed)" in out
+
+
+def test_stop_time_change_recreates_stop_and_warning_schedules_only(harness):
+    harness.run()
+    start_id = next(jid for jid, js in harness.account.job_schedules.items() if js.runbook == "start_compute_instances")
+    code, out, err, writes = harness.run("--stop-time", "20:15", "--warn-minutes", "45")
+    assert code == 0, err
+    touched = {c.path.split("/")[-1] for c in writes}
+    assert {"ci-governance-nightly-stop", "ci-governance-stop-warning"} <= touched and "ci-governance-weekday-start" not in touched
+    acct, tz = harness.account, ZoneInfo("Europe/Amsterdam")
+    assert acct.schedules["ci-governance-nightly-stop"].start_time.astimezone(tz).strftime("%H:%M") == "20:15"
+    assert acct.schedules["ci-governance-stop-warning"].start_time.astimezone(tz).strftime("%H:%M") == "19:30"
+    assert start_id in acct.job_schedules and len(acct.job_schedules) == 3
+    assert harness.run("--stop-time", "20:15", "--warn-minutes", "45")[3] == []
+
+
+def test_warn_minutes_default_comes_from_settings(harness):
+    harness.settings["warning"] = {"minutes_before": 15}
+    harness.write_settings()
+    assert harness.run()[0] == 0
+    warn = harness.account.schedules["ci-governance-stop-warning"]
+    assert warn.start_time.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%H:%M") == "18:45"
+
+
+def test_webhooks_are_created_once_and_rotated_only_on_request(harness):
+    harness.run()
+    first = {n: w.uri for n, w in harness.account.webhooks.items()}
+    code, out, err, writes = harness.run()
+    assert writes == [] and harness.arm.count("POST", "/webhooks/generateUri") == 2
+    code, out, err, writes = harness.run("--rotate-webhooks")
+    assert code == 0, err
+    assert paths(writes) == sorted(
+        f"{verb} {path}" for name in first for verb, path in (("DELETE", f"/webhooks/{name}"), ("PUT", f"/webhooks/{name}"), ("POST", "/webhooks/generateUri"))
+    )
+    rotated = {n: w.uri for n, w in harness.account.webhooks.items()}
+    assert set(rotated) == set(first) and not set(rotated.values()) & set(first.values())
+    assert all(uri in out for uri in rotated.values()) and not any(uri in out for uri in first.values())
+
+
+def test_expired_webhook_is_recreated(harness):
+    harness.run()
+    hook = harness.account.webhooks["ci-governance-create_compute_instance"]
+    hook.expiry_time = datetime.now(timezone.utc) - timedelta(days=1)
+    old = hook.uri
+    code, out, err, writes = harness.run()
+    assert code == 0 and "an expired webhook cannot be re-enabled" in out
+    assert harness.account.webhooks["ci-governance-create_compute_instance"].uri != old
+    assert harness.account.webhooks["ci-governance-handle_exemption_request"].uri in harness.automation.issued_webhook_uris[:2]
+
+
+def test_webhook_url_appears_exactly_once_in_output(harness):
+    code, out, err, _ = harness.run()
+    uris = harness.automation.issued_webhook_uris
+    assert code == 0 and len(uris) == 2
+    for uri in uris:
+        assert (out + err).count(uri) == 1
+        token = uri.split("token=")[1]
+        assert (out + err).count(token) == 1
+    code, out, err, _ = harness.run()
+    assert not any(uri in out + err for uri in uris)
+    assert "SECRETSIG" not in out + err  # the SAS token is never printed either
+
+
+def test_missing_automation_account_is_a_clear_error(harness):
+    code, out, err, writes = harness.run(account="aa-typo")
+    assert code == 2 and writes == []
+    assert "Automation account 'aa-typo' was not found in resource group 'rg-automation'" in err
+    assert "does not create one" in err and f"az automation account show --subscription {SUB}" in err
+
+
+def test_shared_package_change_builds_a_new_environment_and_switches_runbooks(harness):
+    harness.run()
+    old_env = next(iter(harness.account.environments))
+    (harness.project / "shared" / "util.py").write_text("VALUE = 2\n")
+    code, out, err, writes = harness.run(sas=False)
+    assert code == 2 and writes == [] and "--wheel-container-sas" in err
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    acct = harness.account
+    (new_env,) = acct.environments.values()  # the old one was deleted after the switch
+    assert new_env.name != old_env and len(new_env.packages) == 3
+    assert {rb.runtime_environment for rb in acct.runbooks.values()} == {new_env.name}
+    assert "delete unused runtime environment" in out and len(harness.uploads) == 2
+    assert harness.run()[3] == []
+
+
+def test_failed_package_import_leaves_runbooks_on_the_old_environment(harness):
+    harness.run()
+    old_env = next(iter(harness.account.environments.values())).name
+    harness.packages.append(
+        PackageSpec("jinja2", "3.1.6", "jinja2-3.1.6-py3-none-any.whl", "c" * 64, "https://files.pythonhosted.org/packages/cc/jinja2-3.1.6-py3-none-any.whl")
+    )
+    harness.automation.failing_packages["jinja2"] = "The content link could not be downloaded."
+    code, out, err, writes = harness.run()
+    assert code == 1
+    assert "Package imports failed" in err and "jinja2: The content link could not be downloaded." in err and "re-run publish.py" in err
+    assert not any("/runbooks/" in c.path for c in writes)
+    assert {rb.runtime_environment for rb in harness.account.runbooks.values()} == {old_env}
+    harness.automation.failing_packages.clear()
+    code, out, err, writes = harness.run()
+    assert code == 0 and "retry: previous import failed" in out
+    assert {rb.runtime_environment for rb in harness.account.runbooks.values()} != {old_env}
+
+
+def test_bad_inputs_exit_2_without_writing(harness):
+    harness.settings_path.write_text("{not json")
+    code, out, err, writes = harness.run()
+    assert code == 2 and writes == [] and "is not valid JSON" in err
+    harness.write_settings()
+    code, out, err, writes = harness.run("--time-zone", "Mars/Olympus")
+    assert code == 2 and "Unknown time zone 'Mars/Olympus'" in err
+    code, out, err, writes = harness.run("--stop-time", "25:00")
+    assert code == 2 and "not a time of day" in err
+
+
+# -- pure parts -------------------------------------------------------------------------------------------
+def test_built_wheel_is_reproducible_versioned_by_content_and_installable(tmp_path, harness):
+    first, again = build_shared_wheel(harness.project), build_shared_wheel(harness.project)
+    assert first.data == again.data and first.version.startswith("0.1.0+g")
+    (harness.project / "shared" / "util.py").write_text("VALUE = 3\n")
+    changed = build_shared_wheel(harness.project)
+    assert changed.version != first.version and changed.sha256 != first.sha256
+    wheel = tmp_path / changed.filename
+    wheel.write_bytes(changed.data)
+    assert zipfile.ZipFile(wheel).testzip() is None
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import shared.util as u; print(u.VALUE)"], cwd=tmp_path, env={"PYTHONPATH": str(target)}, capture_output=True, text=True
+    )
+    assert probe.stdout.strip() == "3"
+    assert (target / f"ci_governance-{changed.version}.dist-info" / "RECORD").is_file()
+
+
+def test_pip_report_of_a_real_resolution_is_parsed(tmp_path, harness):
+    wheel = build_shared_wheel(harness.project)
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / wheel.filename).write_bytes(wheel.data)
+    (tmp_path / "req.txt").write_text("ci-governance\n")
+    resolver = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)])
+    (spec,) = resolver(tmp_path / "req.txt")
+    assert (spec.name, spec.version, spec.filename, spec.sha256) == ("ci-governance", wheel.version, wheel.filename, wheel.sha256)
+    assert spec.url.startswith("file://")
+    with pytest.raises(PublishError, match="pip could not resolve"):
+        resolver_missing = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)])
+        (tmp_path / "bad.txt").write_text("no-such-package-xyz\n")
+        resolver_missing(tmp_path / "bad.txt")
+
+
+def test_pip_report_with_unusable_wheels_is_refused():
+    report = {
+        "version": "1",
+        "install": [
+            {
+                "metadata": {"name": "PyYAML", "version": "6.0.2"},
+                "download_info": {"url": "https://f/PyYAML-6.0.2-cp310-cp310-win_amd64.whl", "archive_info": {"hashes": {"sha256": "d" * 64}}},
+            },
+            {
+                "metadata": {"name": "Jinja2", "version": "3.1.6"},
+                "download_info": {"url": "https://f/jinja2-3.1.6-py3-none-any.whl", "archive_info": {"hashes": {"sha256": "e" * 64}}},
+            },
+        ],
+    }
+    with pytest.raises(PublishError, match=r"pyyaml 6.0.2: PyYAML-6.0.2-cp310-cp310-win_amd64.whl: platform win_amd64"):
+        parse_pip_report(report)
+    report["install"].pop(0)
+    assert [(s.name, s.version) for s in parse_pip_report(report)] == [("jinja2", "3.1.6")]
+
+
+@pytest.mark.parametrize(
+    "filename, ok",
+    [
+        ("azure_core-1.41.0-py3-none-any.whl", True),
+        ("cryptography-44.0.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", True),
+        ("pydantic_core-2.27.2-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", True),
+        ("pydantic_core-2.27.2-cp311-cp311-manylinux_2_17_x86_64.whl", False),
+        ("numpy-2.2.0-cp310-cp310-manylinux_2_17_aarch64.whl", False),
+        ("cffi-1.17.1-cp310-cp310-musllinux_1_1_x86_64.whl", False),
+        ("six-1.17.0-py2.py3-none-any.whl", True),
+        ("requests-2.34.2.tar.gz", False),
+    ],
+)
+def test_wheel_compatibility_with_the_sandbox(filename, ok):
+    assert (incompatible_reason(filename) is None) is ok
+
+
+def test_schedule_time_arithmetic():
+    assert minutes_before("00:10", 30) == "23:40" and minutes_before("19:00", 30) == "18:30"
+    tz = ZoneInfo("Europe/Amsterdam")
+    now = datetime(2026, 3, 28, 18, 55, tzinfo=tz)  # the evening before the switch to summer time
+    start = next_start("19:00", "Europe/Amsterdam", now)
+    assert start == datetime(2026, 3, 29, 19, 0, tzinfo=tz) and start.utcoffset() == timedelta(hours=2)
+    assert next_start("19:00", "UTC", datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)) == datetime(2026, 1, 5, 19, 0, tzinfo=ZoneInfo("UTC"))
+
+
+def test_scopes_and_role_guidance():
+    settings = {"scope": {"subscriptions": ["s1", "s2"], "resource_groups": ["rg-a"]}, "teams": {"workflow_url": "https://secret"}}
+    assert scopes_from_settings(settings) == ["/subscriptions/s1/resourceGroups/rg-a", "/subscriptions/s2/resourceGroups/rg-a"]
+    with pytest.raises(PublishError, match='no "scope"'):
+        scopes_from_settings({"stop": {}})
+    with pytest.raises(PublishError, match="names, not ids"):
+        scopes_from_settings({"scope": {"subscriptions": ["s1"], "resource_groups": ["/subscriptions/s1/resourceGroups/x"]}})
+    lines = role_guidance(AccountInfo("aa", "westeurope", None, []), ["/subscriptions/s1"])
+    assert any("has no managed identity" in line for line in lines)
+    assert any("--assignee-object-id '<principal-object-id>'" in line and "--scope /subscriptions/s1" in line for line in lines)
+
+
+def test_settings_the_runbooks_would_refuse_are_refused_before_anything_is_read(harness):
+    harness.settings["stop"]["confirm_timout_seconds"] = 60  # a typo
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 2 and writes == [] and harness.arm.count() == 0
+    assert "stop: unknown setting(s) confirm_timout_seconds" in err
