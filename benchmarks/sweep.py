@@ -153,6 +153,8 @@ def child_sweep(cfg: Dict[str, Any]) -> Dict[str, Any]:
         "wall": wall,
         "counts": summary["counts"],
         "errors": len(summary["errors"]),
+        "error_texts": [f"{e['scope']}: {e['error']}" for e in summary["errors"][:5]],
+        "failures": [f"{r['workspace']}/{r['compute_instance']}: {r['detail']}" for r in summary["results"] if r["outcome"] == "failed"][:5],
         "fleet": len(fleet),
         "per_sub": per_sub,
         "duplicates": duplicates,
@@ -316,6 +318,8 @@ def report(cfg: Dict[str, Any], sweep: Dict[str, Any], cold: Dict[str, Any], col
         f"CIs in the fleet {sweep['fleet']}, missing from the report {sweep['missing']}, reported twice {sweep['duplicates']}, "
         f"without a final outcome {sweep['not_final']}, 'stopped' but not Stopped in the fake {sweep['disagree']}"
     )
+    for text in sweep["error_texts"] + sweep["failures"]:
+        p(f"  ! {text}")
     p(
         f"Peak memory: {sweep['peak_rss_mb']:.0f} MB = ru_maxrss of the sweep subprocess (getrusage RUSAGE_SELF), which also holds the "
         f"in-process fake Azure; RSS just before main(): {sweep['rss_before_mb']:.0f} MB"

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-time", default="19:00", help="nightly stop, HH:MM (default 19:00)")
     p.add_argument("--start-time", default="07:30", help="weekday start Mon-Fri, HH:MM (default 07:30)")
     p.add_argument("--time-zone", default="UTC", help="IANA time zone of the schedules (default UTC)")
-    p.add_argument("--warn-minutes", type=int, help="warning this many minutes before the stop (default: settings warning.minutes_before_stop, else 30)")
+    p.add_argument("--warn-minutes", type=int, help="warning this many minutes before the stop (default: settings warning.minutes_before, else 30)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the role assignments; change nothing")
     p.add_argument("--rotate-webhooks", action="store_true", help="replace the webhooks (new URLs, printed once)")
     p.add_argument("--webhook-expiry-days", type=int, default=365)
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runbook-type",
         default=DEFAULT_RUNBOOK_TYPE,
-        help="runbookType for the runbooks (default Python, with the runtime environment; UNCONFIRMED, see FACTS.md)",
+        help="runbookType for the runbooks (default Python, with the runtime environment; unconfirmed: see README, 'Check once on your tenant')",
     )
     p.add_argument(
         "--wheel-container-sas",

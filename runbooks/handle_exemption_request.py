@@ -3,14 +3,16 @@ compute instance, then answer in Teams.
 
 Started by the Automation webhook that the Teams flow calls (the request arrives as webhook data,
 in whichever parameter slot Automation uses), or by the Automation "Create job" API with the
-request as a parameter. See docs/teams-exemptions.md.
+request as a parameter. See README, "Exemptions from Teams".
 
 Parameters (any order; several may share one portal box):
   --settings-b64 B64 | --settings FILE_OR_JSON   configuration (publish.py sets --settings-b64)
   --webhook-data JSON            the webhook object {WebhookName, RequestBody, RequestHeader}
   --request JSON | --request-b64 B64   the request body itself (Create job API / Power Automate)
   --summary-file PATH            also write the JSON summary to a file
-Exit code: 0 recorded, cancelled or already recorded; 1 rejected or failed; 2 unusable parameters.
+Exit code: 0 recorded, cancelled, already recorded or waiting for approval; 1 rejected or failed;
+2 unusable parameters. The summary's ``needs_approval`` and ``cost`` say whether the request waits for
+an approver (its estimated cost is not below ``exemption.auto_approve_below``) and what it costs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ except ImportError:  # run from a checkout: python runbooks/handle_exemption_req
 
 from shared.auth import get_credential
 from shared.exemption_policy import load_section
-from shared.exemption_service import RUNBOOK, handle_request, reject_unreadable
+from shared.exemption_service import RUNBOOK, handle_request, price_client, reject_unreadable
 from shared.ml_gateway import AzureMLGateway
 from shared.runbook_args import RunbookArgumentParser, UsageError
 from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
@@ -58,14 +60,19 @@ def main(
     now: Optional[datetime] = None,
     gateway: Any = None,
     session: Any = None,
+    price_session: Any = None,
 ) -> int:
-    """Handle one request; returns the process exit code."""
+    """Handle one request; returns the process exit code.
+
+    ``session`` posts the answer card; ``price_session`` (a ``requests.Session``) looks up prices.
+    """
     configure_logging()
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
         loose, rest = split_argv(raw)
         args, settings = parse_and_load(build_parser(), rest)
         section = load_section(settings)
+        prices = price_client(settings, section, price_session)  # a bad pricing section fails here, before any call
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
     try:
@@ -80,7 +87,7 @@ def main(
     writer = TagWriter(
         cred, gateway, section.tag_write_method, readback_attempts=section.readback_attempts, readback_delay_seconds=section.readback_delay_seconds
     )
-    report = handle_request(inbound, settings, section, gateway, writer, now=now, session=session)
+    report = handle_request(inbound, settings, section, gateway, writer, now=now, session=session, prices=prices)
     emit_report(report, args.summary_file)
     return report.exit_code
 

@@ -50,6 +50,7 @@ BAD_STATES = ("CreateFailed", "SetupFailed", "UserSetupFailed", "Unusable")
 # Worth sending again: the service may not have seen the request (or said "later").
 TRANSIENT_STATUSES = (401, 408, 429, 500, 502, 503, 504)
 PROGRESS_LOG_SECONDS = 30.0
+DEFAULT_RETRY_DELAY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,9 @@ class BulkSettings:
     ``confirm_timeout_seconds`` counts from each CI's own request. ``send_attempts`` is how many
     times one CI's request is sent in all when it fails transiently (each attempt already
     includes azure-core's own retries); ``retry_delay_seconds`` is the wait before the second
-    attempt, doubled for each further one (None: the confirm interval, the run's own heartbeat;
-    azure-core has already spent ~5 s retrying, so this bridges outages of a minute or so).
+    attempt, doubled for each further one (None: 2 s, or the confirm interval when that is
+    shorter). Short on purpose: one stray 502 must not add seconds to the whole sweep's tail,
+    and azure-core has already spent ~5 s retrying a 500/503/504 before the sweep sees it.
     """
 
     concurrency: int = 16
@@ -341,7 +343,9 @@ class _BulkRun:
                 self.results[ci.key] = OperationResult(FAILED, detail, ci.state)
                 log.error("%s %s", detail, ci.key)
                 return
-            base = self.settings.confirm_interval_seconds if self.settings.retry_delay_seconds is None else self.settings.retry_delay_seconds
+            base = self.settings.retry_delay_seconds
+            if base is None:
+                base = min(DEFAULT_RETRY_DELAY_SECONDS, self.settings.confirm_interval_seconds)
             delay = base * (2 ** (item.attempt - 1))
             log.warning("%s for %s failed (%s); sending again in %.0f s", self.op.name.capitalize(), ci.key, error, delay)
             self._requeue(_Send(ci, item.attempt + 1, self.clock() + delay, error))

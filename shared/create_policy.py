@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from shared.approval import Approval
 from shared.discovery import workspace_in_scope
 from shared.exemption_tags import MAX_TAGS_PER_RESOURCE, TagFormatError, TagNames, clean_text, validate_tag_name, validate_tag_value
 from shared.models import WorkspaceRef
@@ -35,7 +36,6 @@ REJECT = "reject"
 
 NAME_MIN, NAME_MAX = 3, 24
 IDLE_MIN_MINUTES, IDLE_MAX_MINUTES = 15, 3 * 24 * 60
-APPROVE_OUTCOME = "approve"  # the Teams/Power Automate approval outcome that means yes
 
 # The same rules as name_problems, as one regex for the request card (no look-arounds: Teams
 # clients' regex engines differ). Length 3-24: the card also sets maxLength 24; the minimum is
@@ -92,23 +92,6 @@ class CreateSection:
     def choice_sizes(self) -> List[str]:
         """The allowed sizes that are plain names (not patterns): what a request card offers."""
         return [s for s in self.allowed_sizes if not _GLOB & set(s)]
-
-
-@dataclass(frozen=True)
-class Approval:
-    """An approver's answer, from the approval step of the Teams flow or ``--approver``."""
-
-    approver_upn: str = ""
-    approver_object_id: str = ""
-    outcome: str = "Approve"
-
-    @property
-    def approved(self) -> bool:
-        return self.outcome.strip().lower() == APPROVE_OUTCOME
-
-    @property
-    def who(self) -> str:
-        return self.approver_upn or self.approver_object_id or "unknown approver"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from shared.create_policy import IDLE_MIN_MINUTES, NAME_CARD_REGEX, Approval, CreateRequest, CreateSection, match_size
+from shared.approval import Approval, parse_approval
+from shared.create_policy import IDLE_MIN_MINUTES, NAME_CARD_REGEX, CreateRequest, CreateSection, match_size
 from shared.exemption_tags import clean_text
 from shared.models import WorkspaceRef
 
@@ -92,7 +93,8 @@ def request_from_teams(body: Any) -> CreateRequest:
     except ValueError as exc:
         reasons.append(str(exc))
     object_id, tenant_id, upn = _responder(body.get("responder"), reasons)
-    approval = _approval(body.get("approval"), reasons)
+    approval, problems = parse_approval(body.get("approval"))
+    reasons += problems
     message_id = _text(body, "messageId", reasons) or ""
     if reasons:
         raise RequestError(reasons)
@@ -140,21 +142,6 @@ def _responder(value: Any, reasons: List[str]) -> Tuple[str, str, str]:
     if oid and not upn:
         reasons.append("the responder has neither userPrincipalName nor email: the owner tag needs one")
     return oid.lower(), tid.lower(), clean_text(upn)
-
-
-def _approval(value: Any, reasons: List[str]) -> Optional[Approval]:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not isinstance(value.get("approver"), Mapping):
-        reasons.append("'approval' must be an object with 'approver' and 'outcome'")
-        return None
-    approver = value["approver"]
-    outcome = _text(value, "outcome", reasons, required=True) or ""
-    upn = _text(approver, "userPrincipalName", reasons) or ""
-    oid = _text(approver, "objectId", reasons) or ""
-    if not (upn or oid):
-        reasons.append("the approval does not say who approved (approver.userPrincipalName or approver.objectId)")
-    return Approval(approver_upn=clean_text(upn), approver_object_id=oid.lower(), outcome=outcome)
 
 
 def approval_from_parameter(approver: Optional[str]) -> Optional[Approval]:

@@ -10,7 +10,9 @@ response", passed on as-is::
      "responder": {"objectId", "tenantId", "email", "userPrincipalName", "displayName"},
      "responseTime": "...", "messageId": "...", "submitActionId": "..."}
 
-Who asked is taken from ``responder`` (filled in by Teams), never from card inputs.
+plus, after the flow's approval step, ``"approval": {"outcome", "approver": {...}, "comments", ...}``
+(read by :func:`shared.approval.parse_approval`). Who asked is taken from ``responder`` (filled in by
+Teams), never from card inputs.
 :func:`validate_request` returns either a validated :class:`ExemptionRequest` or every reason
 to refuse it, in words the requester can act on.
 """
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, List, Mapping, Optional, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shared.approval import Approval, parse_approval
 from shared.exemption_tags import clean_text, format_instant
 from shared.models import WorkspaceRef
 
@@ -84,6 +87,7 @@ class ExemptionRequest:
     until_local: str = ""
     time_zone: str = ""
     reason: str = ""
+    approval: Optional[Approval] = None  # the approver's answer, when the flow ran its approval step
 
     @property
     def is_cancel(self) -> bool:
@@ -128,6 +132,8 @@ def validate_request(body: Any, now: datetime, rules: RequestRules = RequestRule
         reasons.append(f"Unknown action '{_show(action)}': expected {' or '.join(ACTIONS)}.")
     responder = _responder(body.get("responder"), reasons)
     message_id = _optional_text(body, "messageId", reasons)
+    approval, problems = parse_approval(body.get("approval"))
+    reasons.extend(f"{p[:1].upper()}{p[1:]}." for p in problems)
     workspace = _workspace(_text(data, "workspace", reasons, required=True), reasons)
     ci_name = _text(data, "compute_instance", reasons, required=True)
     if ci_name and not _COMPUTE_INSTANCE.match(ci_name):
@@ -152,6 +158,7 @@ def validate_request(body: Any, now: datetime, rules: RequestRules = RequestRule
         until_local=until_local,
         time_zone=zone_name,
         reason=reason,
+        approval=approval,
     )
     return Validation(request, (), asked)
 

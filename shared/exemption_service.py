@@ -1,7 +1,12 @@
 """Handle one exemption request from Teams, end to end.
 
-shared secret -> validate (pure) -> look up the workspace and the CI -> decide (pure: record now,
-needs approval, reject) -> idempotency -> write tags (merge; other tags untouched) -> answer card.
+shared secret -> validate (pure) -> look up the workspace and the CI -> estimate the cost (list
+price x hours until the end) -> decide (pure: record now, needs approval, reject) -> idempotency ->
+write tags (merge; other tags untouched) -> answer card.
+
+A request that needs approval is answered with the pending card, whose Approve / Reject buttons send
+back what the answer flow needs to re-send the request with the approver's answer (the ``approval``
+object); the runbook then verifies that answer (README, "Cost-aware approval").
 
 Everything that can refuse a request does so BEFORE any write. The answer card goes to
 ``settings.teams.workflow_url``; failing to post it is logged and reported, and never undoes a
@@ -11,15 +16,25 @@ write. The run ends with a report of one CI and its outcome.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from shared.cost import PricingSection, make_client
 from shared.discovery import describe_error, workspace_in_scope
-from shared.exemption_policy import NEEDS_APPROVAL, REJECT, ExemptionSection, PolicyDecision, check_shared_secret, decide_exemption
-from shared.exemption_request import ExemptionRequest, Validation, validate_request
-from shared.exemption_tags import Exemption, TagNames, clean_text, exemption_tags, read_exemption, tag_value
+from shared.exemption_policy import (
+    NEEDS_APPROVAL,
+    REJECT,
+    ExemptionCost,
+    ExemptionSection,
+    PolicyDecision,
+    check_shared_secret,
+    decide_exemption,
+)
+from shared.exemption_request import REQUEST, ExemptionRequest, Validation, load_zone, validate_request
+from shared.exemption_tags import Exemption, TagNames, clean_text, exemption_tags, read_exemption, tag_value, validate_tag_value
 from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.prices import RetailPriceClient, hours_until
 from shared.report import CIResult, RunReport
 from shared.settings import Settings
 from shared.tag_writer import TagWriteError, TagWriter
@@ -40,8 +55,11 @@ FAILED = "failed"
 
 # The "Try again" button of the rejection card asks for a fresh request form.
 FORM_ACTION = "request_exemption_form"
+# What the pending card's Approve / Reject buttons send; the answer flow turns it into the request
+# body plus "approval" before it reaches the runbook, so arriving here as-is means the flow skipped that.
+APPROVAL_ACTION = "exemption_approval"
 
-Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames], PolicyDecision]
+Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames, Optional[ExemptionCost]], PolicyDecision]
 
 
 @dataclass
@@ -78,9 +96,13 @@ def handle_request(
     *,
     now: Optional[datetime] = None,
     session: Any = None,
+    prices: Optional[RetailPriceClient] = None,
     decide: Decide = decide_exemption,
 ) -> ExemptionReport:
-    """Process one request and post the answer card; returns the run's report."""
+    """Process one request and post the answer card; returns the run's report.
+
+    ``prices`` looks up hourly prices (default: :func:`price_client` for these settings).
+    """
     now = now or datetime.now(timezone.utc)
     report = ExemptionReport(RUNBOOK, False, started_at=now)
     data = inbound.body.get("data") if isinstance(inbound.body, Mapping) else None
@@ -96,18 +118,29 @@ def handle_request(
         result = _rejected([secret_problem], {})
     elif action == FORM_ACTION:
         result = _Outcome(FORM_SENT, "sent a new request form", "exemption_request", form_context(section, now))
+    elif action == APPROVAL_ACTION:
+        problem = (
+            "This is the pending card's Approve/Reject answer as Teams sent it: the answer flow must turn it into the request "
+            "with its 'approval' before calling the webhook (README, Cost-aware approval)."
+        )
+        result = _rejected([problem], {})
     else:
         validation = validate_request(inbound.body, now, section.rules())
         if not validation.ok:
             result = _rejected(list(validation.reasons), _asked_context(validation.asked))
         else:
             assert validation.request is not None
-            result = _process(validation.request, settings, section, gateway, tag_writer, now, decide)
+            prices = prices if prices is not None else price_client(settings, section)
+            result = _process(validation.request, settings, section, gateway, tag_writer, now, decide, prices)
 
     asked = validation.asked if validation else {}
     request = validation.request if validation else None
     report.results.append(_result_row(result, request, asked))
     report.extra.update(result.extra)
+    # Always present, so the flow (or an operator) can branch on them without checking for keys.
+    report.extra.setdefault("cost", None)
+    report.extra["needs_approval"] = result.outcome == PENDING_APPROVAL
+    report.extra["auto_approve_below"] = asdict(section.auto_approve_below) if section.auto_approve_below else None
     report.extra["answer_card"] = result.card
     report.extra["answer_posted"] = post_answer(result.card, result.context, settings, session=session)
     log.info("Outcome: %s (%s)", result.outcome, result.detail)
@@ -122,6 +155,7 @@ def reject_unreadable(message: str, settings: Settings, *, now: Optional[datetim
     log.error("Unusable request: %s", message)
     reasons = [f"The request could not be read: {message}."]
     report.results.append(CIResult("", "", "-", "-", "", REJECTED, reasons[0]))  # "-": nothing could be read
+    report.extra.update({"cost": None, "needs_approval": False})
     report.extra["answer_card"] = "exemption_rejected"
     report.extra["answer_posted"] = post_answer("exemption_rejected", {"reasons": reasons}, settings, session=session)
     report.finished_at = _finish(now)
@@ -147,6 +181,66 @@ def post_answer(card_name: str, context: Mapping[str, Any], settings: Settings, 
     return result.ok
 
 
+def price_client(settings: Settings, section: ExemptionSection, session: Any = None) -> RetailPriceClient:
+    """The Retail Prices client for exemption estimates.
+
+    In the cost rule's currency, so estimate and limit compare; without a rule, in ``pricing.currency``
+    (what the nightly report uses). Raises SettingsError for a bad ``pricing`` section.
+    """
+    pricing = settings.section("pricing", PricingSection)
+    if section.auto_approve_below is not None:
+        pricing = replace(pricing, currency=section.auto_approve_below.currency)
+    return make_client(pricing, session)
+
+
+def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord, prices: RetailPriceClient, now: datetime) -> ExemptionCost:
+    """The list-price cost of ``ci`` running from ``now`` until the request's end; never raises (unknown instead)."""
+    assert request.until is not None
+    size, region = ci.vm_size or "", ci.location or ""
+    quote, reason = None, ""
+    missing = [what for what, value in (("VM size", size), ("region", region)) if not value]
+    if missing:
+        reason = f"the compute instance does not report its {' or '.join(missing)}"
+    else:
+        try:
+            quote = prices.hourly_price(size, region)
+        except Exception as exc:  # noqa: BLE001 - hourly_price promises not to raise; a cost must never crash the run
+            reason = f"the price lookup failed: {describe_error(exc)}"
+        if quote is None and not reason:
+            # The client logs the exact cause (HTTP error, no Linux pay-as-you-go item) in the job output.
+            reason = f"no list price for {size} in {region} (the lookup failed or the size has no Linux pay-as-you-go price; see the job log)"
+    cost = ExemptionCost(size, region, hours_until(now, request.until), request.until, prices.currency, quote, reason)
+    log.info("Estimated cost of %s: %s", ci.key, cost.text)
+    return cost
+
+
+def approval_card_data(request: ExemptionRequest) -> Dict[str, Any]:
+    """What the pending card's Approve / Reject buttons carry: the request's inputs as the request card
+    sent them, its requester and message id, so the answer flow can re-send the request with the answer."""
+    assert request.until is not None
+    local = request.until.astimezone(load_zone(request.time_zone))
+    who = request.responder
+    return {
+        "request": {
+            "action": REQUEST,
+            "workspace": request.workspace.key,
+            "compute_instance": request.compute_instance,
+            "until_date": local.strftime("%Y-%m-%d"),
+            "until_time": local.strftime("%H:%M" if local.second == 0 else "%H:%M:%S"),
+            "time_zone": request.time_zone,
+            "reason": request.reason,
+        },
+        "requester": {
+            "objectId": who.object_id,
+            "tenantId": who.tenant_id,
+            "email": who.email,
+            "userPrincipalName": who.user_principal_name,
+            "displayName": who.display_name,
+        },
+        "request_message_id": request.message_id,
+    }
+
+
 def form_context(section: ExemptionSection, now: datetime) -> Dict[str, Any]:
     """Context of the ``exemption_request`` form card."""
     return {
@@ -162,23 +256,50 @@ def form_context(section: ExemptionSection, now: datetime) -> Dict[str, Any]:
 
 
 def _process(
-    request: ExemptionRequest, settings: Settings, section: ExemptionSection, gateway: Any, writer: TagWriter, now: datetime, decide: Decide
+    request: ExemptionRequest,
+    settings: Settings,
+    section: ExemptionSection,
+    gateway: Any,
+    writer: TagWriter,
+    now: datetime,
+    decide: Decide,
+    prices: RetailPriceClient,
 ) -> _Outcome:
     asked = _request_context(request)
     found, problem, failed = _lookup(request, settings, gateway)
     if found is None:
         return _failed(problem, asked) if failed else _rejected([problem], asked)
     ci = found
-    decision = decide(request, ci, section, settings.tags)
+    cost = None if request.is_cancel else estimate_exemption_cost(request, ci, prices, now)
+    result = _decided(request, ci, decide(request, ci, section, settings.tags, cost), section, settings.tags, writer, now, cost)
+    if cost is not None:
+        result.extra["cost"] = cost.to_dict()
+    if request.approval is not None:
+        approval = request.approval
+        result.extra["approval"] = {"approver": approval.who, "outcome": approval.outcome, "comments": approval.comments}
+    return result
+
+
+def _decided(
+    request: ExemptionRequest,
+    ci: ComputeInstanceRecord,
+    decision: PolicyDecision,
+    section: ExemptionSection,
+    names: TagNames,
+    writer: TagWriter,
+    now: datetime,
+    cost: Optional[ExemptionCost],
+) -> _Outcome:
+    asked = {**_request_context(request), **({"cost_text": cost.text} if cost else {})}
     if decision.verdict == REJECT:
         return _rejected(list(decision.reasons), asked, ci)
     if decision.verdict == NEEDS_APPROVAL:
-        context = {**asked, "requested_by": request.responder.who, "approvers": list(section.approvers)}
+        context = {**asked, "approvers": list(section.approvers), "approval_request": approval_card_data(request)}
         return _Outcome(PENDING_APPROVAL, "; ".join(decision.reasons) or "waiting for an approver", "exemption_pending_approval", context, ci)
     log.info("%s may act on %s as %s", request.responder.who, ci.key, decision.basis)
     if request.is_cancel:
-        return _cancel(request, ci, settings.tags, writer)
-    return _record(request, ci, settings.tags, writer, now)
+        return _cancel(request, ci, names, writer)
+    return _record(request, ci, names, writer, now, asked, decision.approved_by)
 
 
 def _lookup(request: ExemptionRequest, settings: Settings, gateway: Any) -> Tuple[Optional[ComputeInstanceRecord], str, bool]:
@@ -212,22 +333,29 @@ def _lookup(request: ExemptionRequest, settings: Settings, gateway: Any) -> Tupl
         return None, f"Could not read compute instance {request.compute_instance}: {describe_error(exc)}", True
 
 
-def _record(request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter, now: datetime) -> _Outcome:
+def _record(
+    request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter, now: datetime, context: Dict[str, Any], approved_by: str
+) -> _Outcome:
     assert request.until is not None
-    context = {**_request_context(request), "requested_by": request.responder.who}
+    context = {**context, "approved_by": approved_by or None}
     current = read_exemption(ci.tags, now, names).exemption
     if request.message_id and current is not None and current.request_id == request.message_id and current.until == request.until:
         return _Outcome(
             ALREADY_RECORDED, f"already recorded: exempt until {request.until_text} (message {request.message_id})", "exemption_approved", context, ci
         )
     tags = exemption_tags(Exemption(until=request.until, by=request.responder.who, reason=request.reason, request_id=request.message_id), names)
+    if approved_by or tag_value(ci.tags, names.exempt_approved_by) is not None:
+        # Emptied rather than left: a new exemption must not inherit an earlier one's approver.
+        tags[names.exempt_approved_by] = validate_tag_value(clean_text(approved_by))
     try:
         written = writer.merge(ci.workspace, ci.name, tags, current=ci.tags)
     except Exception as exc:  # noqa: BLE001 - TagWriteError or an Azure error: reported, nothing else to undo
         return _failed(f"The exemption could not be recorded: {_write_problem(exc)}", context, ci)
     how = f"{written.method}, after falling back" if written.fell_back else written.method
-    detail = f"exempt until {request.until_text} by {request.responder.who} (tags written with {how})"
-    return _Outcome(EXEMPTED, detail, "exemption_approved", context, ci, {"tag_write_method": written.method, "tag_write_fell_back": written.fell_back})
+    approval = f", approved by {approved_by}" if approved_by else ""
+    detail = f"exempt until {request.until_text} by {request.responder.who}{approval} (tags written with {how})"
+    extra = {"tag_write_method": written.method, "tag_write_fell_back": written.fell_back, "approved_by": approved_by or None}
+    return _Outcome(EXEMPTED, detail, "exemption_approved", context, ci, extra)
 
 
 def _cancel(request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter) -> _Outcome:

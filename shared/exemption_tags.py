@@ -62,6 +62,11 @@ class TagNames:
         return f"{self.prefix}.exempt-request"
 
     @property
+    def exempt_approved_by(self) -> str:
+        """Who approved an exemption whose estimated cost needed approval (empty: none was needed)."""
+        return f"{self.prefix}.exempt-approved-by"
+
+    @property
     def auto_start(self) -> str:
         """Opt-in to the weekday-morning start: ``true`` or a list of days such as ``mon,wed,fri``."""
         return f"{self.prefix}.auto-start"
@@ -73,7 +78,7 @@ class TagNames:
 
     @property
     def exemption_keys(self) -> tuple:
-        return (self.exempt_until, self.exempt_by, self.exempt_reason, self.exempt_request)
+        return (self.exempt_until, self.exempt_by, self.exempt_reason, self.exempt_request, self.exempt_approved_by)
 
 
 @dataclass(frozen=True)

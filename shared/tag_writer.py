@@ -134,7 +134,7 @@ class TagWriter:
             return self._full_put_and_verify(workspace, name, transform, check, fell_back=True)
         raise TagWriteError(
             f"the ARM Tags API answered success for {target} but the compute does not show the change: {'; '.join(problems[1])}. "
-            "Set exemption.tag_write_method to 'auto' or 'full_put' (see docs/teams-exemptions.md)."
+            "Set exemption.tag_write_method to 'auto' or 'full_put' (see README, 'Verify once, on a real CI, that exemption tags stick')."
         )
 
     def _full_put_and_verify(self, workspace, name, transform, check, *, fell_back: bool) -> TagWriteResult:
