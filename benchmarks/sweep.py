@@ -32,6 +32,7 @@ import platform  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from typing import Any, Dict, List, Optional, Tuple  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +41,7 @@ if ROOT not in sys.path:
 
 RESULT_MARKER = "BENCH_RESULT "
 MIB = 1024 * 1024
-JOB_STREAM_LIMIT = 1 * MIB  # Azure Automation keeps 1 MiB per job stream (FACTS.md)
+JOB_STREAM_LIMIT = 1 * MIB  # Azure Automation keeps 1 MiB per job stream (Learn: automation-subscription-limits-faq)
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 300.0
 
@@ -121,7 +122,9 @@ def child_sweep(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if cfg["warm"]:
         import azure.ai.ml  # noqa: F401 - cold start is measured on its own; this times the sweep
 
-    argv = ["--settings-b64", encode_settings(sweep_settings(cfg))]
+    summary_path = os.path.join(tempfile.gettempdir(), "ci-governance-bench-summary.json")
+    # The printed summary is bounded to fit Automation's job stream; the file holds every row.
+    argv = ["--settings-b64", encode_settings(sweep_settings(cfg)), "--summary-file", summary_path]
     out = io.StringIO()
     with installed(server):
         rss_before = rss_mb()
@@ -130,7 +133,13 @@ def child_sweep(cfg: Dict[str, Any]) -> Dict[str, Any]:
             code = main(argv, credential=server.credential())
         wall = time.monotonic() - start
     text = out.getvalue()
-    summary = json.loads([ln for ln in text.splitlines() if ln.startswith(SUMMARY_MARKER)][-1][len(SUMMARY_MARKER) :])
+    log_path = os.path.join(tempfile.gettempdir(), "ci-governance-bench-sweep.log")
+    with open(log_path, "w", encoding="utf-8") as fh:  # for a post-mortem of a failed target
+        fh.write(text)
+    printed = json.loads([ln for ln in text.splitlines() if ln.startswith(SUMMARY_MARKER)][-1][len(SUMMARY_MARKER) :])
+    with open(summary_path, encoding="utf-8") as fh:
+        summary = json.load(fh)
+    assert printed["counts"] == summary["counts"], "the printed summary's counts differ from the full summary"
 
     # Every CI exactly once, with a final outcome, and the fake agrees with what the report says.
     reported: Dict[str, Dict[str, Any]] = {}
@@ -173,6 +182,7 @@ def child_sweep(cfg: Dict[str, Any]) -> Dict[str, Any]:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "output_bytes": len(text.encode("utf-8")),
         "resent": sum(1 for ln in text.splitlines() if "sending again" in ln),
+        "log_path": log_path,
     }
 
 
@@ -340,20 +350,23 @@ def report(cfg: Dict[str, Any], sweep: Dict[str, Any], cold: Dict[str, Any], col
         "Azure Automation stops a job at 3 h)"
     )
     out_mib = sweep["output_bytes"] / MIB
-    p(f"Job output: {out_mib:.2f} MiB of the runbook's stdout (Azure Automation keeps 1 MiB per job stream)")
+    p(f"Job output: {out_mib:.2f} MiB of the runbook's stdout (Azure Automation keeps 1 MiB per job stream); saved to {sweep['log_path']}")
     p("-" * 100)
     complete = sweep["missing"] == 0 and sweep["duplicates"] == 0 and sweep["not_final"] == 0 and sweep["disagree"] == 0 and sweep["fleet"] == cfg["cis"]
     checks = [
         (complete, f"every CI reaches a final outcome ({sweep['fleet'] - sweep['missing']}/{cfg['cis']}, none twice, report matches the fake)"),
         (ratio <= TARGET_RATIO, f"wall time within {TARGET_RATIO} x the lower bound ({sweep['wall']:.1f} s vs {TARGET_RATIO * bound:.1f} s)"),
         (sweep["peak_rss_mb"] < TARGET_RSS_MB, f"peak RSS under {TARGET_RSS_MB:.0f} MB ({sweep['peak_rss_mb']:.0f} MB)"),
+        (out_mib <= JOB_STREAM_LIMIT / MIB, f"job output within Automation's 1 MiB per stream ({out_mib:.2f} MiB)"),
     ]
     ok = True
     for passed, text in checks:
         ok &= passed
         p(f"  {'PASS' if passed else 'FAIL'}  {text}")
-    p(f"  INFO  cold start {cold_total:.2f} s (reported, no target); azure.ai.ml import {ml_import['seconds']:.2f} s of it")
-    p(f"  {'INFO' if out_mib <= 1 else 'WARN'}  job output {out_mib:.2f} MiB ({'within' if out_mib <= 1 else 'OVER'} Automation's 1 MiB per stream)")
+    p(
+        f"  INFO  cold start {cold_total:.2f} s (reported, no target): nearly all of it is importing azure.ai.ml, already lazy "
+        f"({ml_import['seconds']:.2f} s alone in a fresh process, azure.core and requests included)"
+    )
     p(f"RESULT: {'PASS' if ok else 'FAIL'}")
     return ok
 

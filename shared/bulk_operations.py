@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from shared.discovery import describe_error
+from shared.discovery import describe_error, is_transient
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.pacing import PerSubscriptionPacer
 
@@ -46,9 +46,6 @@ FAILED = "failed"  # refused or failed; detail says why
 TIMEOUT = "timeout"  # requested but not confirmed in time
 
 BAD_STATES = ("CreateFailed", "SetupFailed", "UserSetupFailed", "Unusable")
-
-# Worth sending again: the service may not have seen the request (or said "later").
-TRANSIENT_STATUSES = (401, 408, 429, 500, 502, 503, 504)
 PROGRESS_LOG_SECONDS = 30.0
 DEFAULT_RETRY_DELAY_SECONDS = 2.0
 
@@ -379,7 +376,7 @@ class _BulkRun:
                 # Someone else's operation is taking it there: confirm that it arrives.
                 return _SendOutcome(confirm=(ALREADY, f"was already {now.state.lower()} when our {op.name} arrived (409)"))
             return _SendOutcome(final=OperationResult(BUSY, f"busy in state {now.state}: {describe_error(exc)}", now.state))
-        if not _is_transient(exc):
+        if not is_transient(exc):
             return _SendOutcome(final=OperationResult(FAILED, f"{op.name} refused: {describe_error(exc)}", ci.state))
         # Transient: the service may have acted on it anyway (a gateway 5xx after the RP accepted).
         now, again = self._read(ci)
@@ -445,14 +442,6 @@ class _BulkRun:
             return OperationResult(FAILED, f"{op.name} did not complete: was {w.last_seen}, now {now.state}", now.state)
         w.last_seen = now.state
         return None
-
-
-def _is_transient(exc: BaseException) -> bool:
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return True  # connection refused/reset, read timeout
-    return isinstance(exc, HttpResponseError) and exc.status_code in TRANSIENT_STATUSES
 
 
 def _next_ready(lane: Deque[_Send], retries: List[_Send], now: float) -> Tuple[Optional[_Send], float]:

@@ -1,19 +1,29 @@
 """Find the managed workspaces and their compute instances, concurrently, isolating failures:
-a subscription or workspace that cannot be read is reported and the rest is still swept."""
+a subscription or workspace that cannot be read is reported and the rest is still swept.
+
+A listing that fails for a reason that may pass (5xx, throttling, an expired token, a dropped
+connection: :func:`is_transient`) is tried once more after a short pause, on top of azure-core's
+own retries: a workspace left out of discovery is left running for the night."""
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple, TypeVar
 
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.report import ScopeError
 from shared.settings import Scope
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# HTTP statuses after which the same request may well succeed (401: the token expired meanwhile).
+TRANSIENT_STATUSES = (401, 408, 429, 500, 502, 503, 504)
+LIST_RETRY_DELAY_SECONDS = 2.0
 
 
 @dataclass
@@ -52,7 +62,27 @@ def describe_error(exc: BaseException) -> str:
     return f"{' '.join(parts)}: {message}" if parts else f"{type(exc).__name__}: {message}"
 
 
-def discover(gateway: Any, scope: Scope, *, concurrency: int = 16) -> Inventory:
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth one more try: a transient HTTP status or a connection problem."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return True  # connection refused/reset, read timeout
+    return isinstance(exc, HttpResponseError) and exc.status_code in TRANSIENT_STATUSES
+
+
+def _twice(what: str, call: Callable[[], T], sleep: Callable[[float], None]) -> T:
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - classified below
+        if not is_transient(exc):
+            raise
+        log.warning("Listing %s failed (%s); trying once more in %.0f s", what, describe_error(exc), LIST_RETRY_DELAY_SECONDS)
+        sleep(LIST_RETRY_DELAY_SECONDS)
+        return call()
+
+
+def discover(gateway: Any, scope: Scope, *, concurrency: int = 16, sleep: Callable[[float], None] = time.sleep) -> Inventory:
     """List the workspaces in scope and every compute instance in them."""
     inventory = Inventory()
     targets = [(sub, rg) for sub in scope.subscriptions for rg in (scope.resource_groups or (None,))]
@@ -60,7 +90,7 @@ def discover(gateway: Any, scope: Scope, *, concurrency: int = 16) -> Inventory:
     def list_ws(target: Tuple[str, Any]) -> Tuple[Tuple[str, Any], Any]:
         sub, rg = target
         try:
-            return target, gateway.list_workspaces(sub, rg)
+            return target, _twice(f"workspaces of subscription {sub}", lambda: gateway.list_workspaces(sub, rg), sleep)
         except Exception as exc:  # noqa: BLE001 - isolate any failure to its scope
             return target, exc
 
@@ -75,7 +105,7 @@ def discover(gateway: Any, scope: Scope, *, concurrency: int = 16) -> Inventory:
 
     def list_cis(ws: WorkspaceRef) -> Tuple[WorkspaceRef, Any]:
         try:
-            return ws, gateway.list_compute_instances(ws)
+            return ws, _twice(f"compute instances of {ws.key}", lambda: gateway.list_compute_instances(ws), sleep)
         except Exception as exc:  # noqa: BLE001
             return ws, exc
 

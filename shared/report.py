@@ -12,6 +12,11 @@ from typing import Any, Dict, List, Optional
 from shared.decision import FAILED
 
 SUMMARY_MARKER = "CI_GOVERNANCE_SUMMARY "
+# Azure Automation keeps at most 1 MiB per job stream, and the report lines share it: at 2,000 CIs
+# the full summary alone is ~1 MiB. The printed summary is kept under this many bytes.
+PRINTED_SUMMARY_BUDGET = 400_000
+# What an operator must act on comes first when the printed summary has to leave rows out.
+_ROW_PRIORITY = {FAILED: 0, "skipped": 1, "exempt": 2, "rejected": 3}
 
 
 @dataclass
@@ -82,8 +87,32 @@ class RunReport:
             **self.extra,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+    def to_json(self, max_bytes: Optional[int] = None) -> str:
+        """The summary as one JSON line; with ``max_bytes``, rows are left out to fit.
+
+        Counts, errors and every other key stay exact. Rows are kept in order of urgency (failed,
+        skipped, exempt, then the rest) while they fit; ``results_omitted`` says how many of each
+        outcome were left out. Every CI is still in the report lines and in ``--summary-file``.
+        """
+        data = self.to_dict()
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+        if max_bytes is None or len(text.encode("utf-8")) <= max_bytes:
+            return text
+        rows = sorted(data["results"], key=lambda r: _ROW_PRIORITY.get(r["outcome"], 9))
+        data["results"] = []
+        data["results_omitted"] = {"count": len(rows), "by_outcome": dict(Counter(r["outcome"] for r in rows)), "note": _OMITTED_NOTE}
+        budget = max_bytes - len(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")) - 64
+        kept = []
+        for row in rows:
+            size = len(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")) + 2
+            if size > budget:
+                break
+            budget -= size
+            kept.append(row)
+        left = rows[len(kept) :]
+        data["results"] = sorted(kept, key=lambda r: (r["workspace"].lower(), r["compute_instance"].lower()))
+        data["results_omitted"] = {"count": len(left), "by_outcome": dict(sorted(Counter(r["outcome"] for r in left).items())), "note": _OMITTED_NOTE}
+        return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
     def lines(self) -> List[str]:
         """Human-readable report lines, sorted by workspace then CI."""
@@ -95,6 +124,9 @@ class RunReport:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items()) or "no compute instances"
         out.append(f"Totals: {counts}; scope errors={len(self.errors)}; {'DRY RUN, nothing changed' if self.dry_run else 'done'}; exit code {self.exit_code}")
         return out
+
+
+_OMITTED_NOTE = "rows left out to fit Azure Automation's 1 MiB job stream; every CI is in the report lines, and all rows in --summary-file"
 
 
 def _iso(moment: Optional[datetime]) -> Optional[str]:

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
-from shared.report import SUMMARY_MARKER, RunReport
+from shared.report import PRINTED_SUMMARY_BUDGET, SUMMARY_MARKER, RunReport
 from shared.runbook_args import RunbookArgumentParser, flatten_argv
 from shared.settings import Settings, load_settings
 
@@ -57,12 +57,11 @@ def emit_report(report: RunReport, summary_file: Optional[str] = None, out: Any 
     stream = out or sys.stdout
     for line in report.lines():
         print(line, file=stream)
-    text = report.to_json()
-    print(SUMMARY_MARKER + text, file=stream)
+    print(SUMMARY_MARKER + report.to_json(max_bytes=PRINTED_SUMMARY_BUDGET), file=stream)
     stream.flush()
     if summary_file:
         with open(summary_file, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+            fh.write(report.to_json() + "\n")
 
 
 def usage_failure(message: str, runbook: str) -> int:

@@ -208,8 +208,9 @@ def test_token_expiring_at_discovery_stop_and_confirmation(arm, ml, now, capsys)
     arm.when("GET", "/workspaces/mlw-a/computes", arm.authority.expire_all, skip=1)
     first = sweep(arm, ml, now, capsys, fast=False)
     check_run(first, failed=False)
-    # Every token in use expires, so requests in flight elsewhere may get their own 401.
-    assert arm.count(status=401) >= 3 and first.out.count("retrying once with a new token") == arm.count(status=401)
+    # Every token in use expires, so requests in flight elsewhere may get their own 401 (and a
+    # retry may meet the next expiry: the sweep's own transient handling takes it from there).
+    assert arm.count(status=401) >= 3 and first.out.count("retrying once with a new token") >= 3
     assert first.summary["counts"] == {"already_stopped": 3, "stopped": 9}
     check_converges(first, arm, ml, now, capsys)
 
@@ -319,6 +320,18 @@ def test_confirm_listing_failing_transiently_then_for_good(arm, ml, now, capsys)
     assert "Could not list" in first.out
     second = check_converges(first, arm, ml, now, capsys)
     assert second.stop_requests == []
+
+
+def test_discovery_listing_failing_past_azure_cores_retries_is_tried_again(arm, ml, now, capsys):
+    """A workspace whose listing fails 4 times (azure-core's 1 + 3 attempts) would be left out,
+    and its CIs left running for the night; discovery tries once more after a pause."""
+    seed(ml)
+    fault = arm.inject(Fault(503, "GET", "/workspaces/mlw-b/computes", times=4))
+    first = sweep(arm, ml, now, capsys)
+    check_run(first, failed=False)
+    assert fault.hits == 4 and "trying once more" in first.out
+    assert first.summary["counts"] == {"already_stopped": 3, "stopped": 9}
+    check_converges(first, arm, ml, now, capsys)
 
 
 @pytest.mark.parametrize("seed_value", [1, 2])
