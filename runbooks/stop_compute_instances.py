@@ -4,7 +4,7 @@ valid exemption, then report what happened to each one.
 Parameters (any order; several may share one portal box):
   --settings-b64 B64 | --settings FILE_OR_JSON   configuration (publish.py sets --settings-b64)
   --subscription ID (repeatable)  --resource-group RG  --workspace PATTERN   narrow the scope
-  --dry-run                      print the plan, change nothing
+  --dry-run                      print the plan, change nothing, post nothing to Teams
   --no-teams-summary             do not post the nightly summary card
   --summary-file PATH            also write the JSON summary to a file
 Exit code: 0 all good, 1 something failed (see the FAILED/ERROR lines), 2 bad parameters or settings.
@@ -51,7 +51,9 @@ def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: O
     log.info("Stop sweep starting%s over %d subscription(s); signed in with %s", " (DRY RUN)" if args.dry_run else "", len(settings.scope.subscriptions), who)
     gateway = gateway or AzureMLGateway(cred)
     report = run_stop_sweep(gateway, settings, now=now, dry_run=args.dry_run, **run_kwargs)
-    if settings.teams.workflow_url and settings.teams.post_nightly_summary and not args.no_teams_summary:
+    if args.dry_run:
+        log.info("Dry run: the nightly summary card is not posted to Teams")
+    elif settings.teams.workflow_url and settings.teams.post_nightly_summary and not args.no_teams_summary:
         post_nightly_summary(report, settings)
     emit_report(report, args.summary_file)
     return report.exit_code

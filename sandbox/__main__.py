@@ -85,6 +85,8 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
         if got != [want]:
             problems.append(f"{e.workspace}/{e.name}: expected [{want}], report says {got}")
     problems += [f"{ws}/{ci}: reported but never seeded ({outs})" for (ws, ci), outs in seen.items()]
+    if summary.get("cost_avoided_text"):
+        print(summary["cost_avoided_text"])
     if teams.cards:
         card = teams.cards[-1]
         print(f"Teams: {len(teams.cards)} card(s) posted to the (fake) workflow; the nightly summary is {len(json.dumps(card))} bytes:")

@@ -19,6 +19,13 @@ from sandbox.fleet import TENANT, sandbox_settings, seed_fleet
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
 
+LEAD = {
+    "objectId": "00000000-0000-4000-8000-000000000099",
+    "tenantId": TENANT,
+    "email": "lead@contoso.com",
+    "userPrincipalName": "lead@contoso.com",
+    "displayName": "Lena (team lead)",
+}
 ALICE = {
     "objectId": "00000000-0000-4000-8000-000000000001",
     "tenantId": TENANT,
@@ -76,6 +83,22 @@ def _submit_for(card: Dict[str, Any], compute_instance: str) -> Dict[str, Any]:
     return dict(found[0])
 
 
+def _approve(pending_card: Dict[str, Any], approver: Dict[str, str], now: datetime) -> Dict[str, Any]:
+    """The approver presses Approve on the pending card; the answer flow's Compose (README, "Cost-aware
+    approval") turns Teams' response into the request again, with the approval."""
+    action = next(a for a in pending_card.get("actions", []) if a.get("title") == "Approve")
+    data = dict(action["data"])
+    approval = {"outcome": data["outcome"], "approver": approver, "comments": "OK for tonight", "responseTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {"data": data["request"], "responder": data["requester"], "messageId": data["request_message_id"], "approval": approval}
+
+
+def _webhook(body: Dict[str, Any]) -> str:
+    """What Azure Automation hands the runbook when a flow POSTs ``body`` to the exemption webhook."""
+    return json.dumps(
+        {"WebhookName": "ci-governance-handle_exemption_request", "RequestBody": json.dumps(body), "RequestHeader": {"Content-Type": "application/json"}}
+    )
+
+
 def run_evening(extra_args: List[str]) -> int:
     """Warning → exemption from the warning card → sweep; returns non-zero if any step misbehaves."""
     from runbooks import handle_exemption_request, stop_compute_instances, warn_before_stop
@@ -87,7 +110,14 @@ def run_evening(extra_args: List[str]) -> int:
     FakeRetailPrices(server)
     seed_fleet(ml, now)
     doc = sandbox_settings(teams.url)
-    doc["exemption"] = {"readback_delay_seconds": 0, "time_zones": ["UTC", "Europe/Amsterdam"], "default_time_zone": "Europe/Amsterdam"}
+    doc["exemption"] = {
+        "readback_delay_seconds": 0,
+        "time_zones": ["UTC", "Europe/Amsterdam"],
+        "default_time_zone": "Europe/Amsterdam",
+        # Exemptions estimated at USD 20 or more need an approver who is not the requester.
+        "auto_approve_below": {"amount": 20, "currency": "USD"},
+        "approvers": ["lead@contoso.com"],
+    }
     settings = ["--settings-b64", encode_settings(doc)]
     problems: List[str] = []
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -118,19 +148,22 @@ def run_evening(extra_args: List[str]) -> int:
             "messageId": "sandbox-msg-1",
             "submitActionId": "Keep running",
         }
-        webhook = json.dumps(
-            {
-                "WebhookName": "ci-governance-handle_exemption_request",
-                "RequestBody": json.dumps(response),
-                "RequestHeader": {"Content-Type": "application/json"},
-            }
-        )
-        code, answer = _run(handle_exemption_request.main, settings + [webhook], credential=server.credential(), now=now)
-        print(f"-> exit code {code}; outcome {[r['outcome'] for r in answer['results']]}")
-        if code != 0:
-            problems.append("Alice's exemption was not recorded")
+        code, answer = _run(handle_exemption_request.main, settings + [_webhook(response)], credential=server.credential(), now=now)
+        outcomes = [r["outcome"] for r in answer["results"]]
+        print(f"-> exit code {code}; outcome {outcomes}; estimated cost {(answer.get('cost') or {}).get('text')}")
+        if outcomes != ["pending_approval"]:
+            problems.append(f"a GPU exemption above the cost limit was not sent for approval: {outcomes}")
+            return _verdict(problems)
 
-        print("=" * 100 + "\n3. 19:00 - the nightly sweep (runbooks/stop_compute_instances.py)\n" + "=" * 100)
+        print("=" * 100 + "\n3. Her team lead presses Approve on the waiting-for-approval card\n" + "=" * 100)
+        approved = _approve(teams.cards[-1], LEAD, now)
+        code, answer = _run(handle_exemption_request.main, settings + [_webhook(approved)], credential=server.credential(), now=now)
+        outcomes = [r["outcome"] for r in answer["results"]]
+        print(f"-> exit code {code}; outcome {outcomes}; approved by {answer.get('approved_by')}")
+        if code != 0 or outcomes != ["exempted"]:
+            problems.append(f"Alice's approved exemption was not recorded: {outcomes}")
+
+        print("=" * 100 + "\n4. 19:00 - the nightly sweep (runbooks/stop_compute_instances.py)\n" + "=" * 100)
         code, sweep = _run(stop_compute_instances.main, settings, credential=server.credential(), now=now + timedelta(minutes=30))
         outcome = {r["compute_instance"]: r["outcome"] for r in sweep["results"]}
         if outcome.get("ci-alice-gpu") != "exempt":
@@ -146,5 +179,5 @@ def _verdict(problems: List[str]) -> int:
     if problems:
         print("Sandbox evening FAILED:\n  " + "\n  ".join(problems))
         return 1
-    print("Sandbox evening passed: warned with prices, exempted from the warning card, swept with the exemption honoured.")
+    print("Sandbox evening passed: warned with prices; exemption asked from the warning card, priced, approved above the cost limit; the sweep honoured it.")
     return 0
