@@ -16,6 +16,7 @@ from fake_azure.ml import FakeMachineLearning
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from sandbox.fleet import TENANT, sandbox_settings, seed_fleet
+from shared.cards import iter_elements
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
 
@@ -65,19 +66,7 @@ def _run(main: Any, argv: List[str], **kwargs: Any) -> Tuple[int, Dict[str, Any]
 
 def _submit_for(card: Dict[str, Any], compute_instance: str) -> Dict[str, Any]:
     """The data of the card's "keep running" action for one CI (what Teams returns on a press)."""
-    found: List[Dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Submit" and (node.get("data") or {}).get("compute_instance") == compute_instance:
-                found.append(node["data"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
+    found = [e["data"] for e in iter_elements(card) if e.get("type") == "Action.Submit" and (e.get("data") or {}).get("compute_instance") == compute_instance]
     if not found:
         raise SystemExit(f"the warning card has no keep-running action for {compute_instance}")
     return dict(found[0])

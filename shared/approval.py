@@ -14,17 +14,16 @@ of an approval card, or the Approvals connector's responder), never from anythin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
 from shared.exemption_tags import clean_text
+from shared.identifiers import GUID as _GUID
 
 APPROVE_OUTCOME = "approve"  # the Teams/Power Automate approval outcome that means yes
 REJECT_OUTCOME = "reject"
 MAX_COMMENT_CHARS = 200  # shown on the answer card and in the job log
 _MAX_FIELD_CHARS = 1024  # anything longer is refused before it is looked at
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, Iterator, List
 
 import jinja2
 
@@ -117,3 +117,14 @@ def render_card(name: str, /, **context: Any) -> Dict[str, Any]:
     if size > MAX_MESSAGE_BYTES:
         raise CardError(f"card {name!r} is {size} bytes as a Teams message; Teams accepts at most {MAX_MESSAGE_BYTES} bytes")
     return card
+
+
+def iter_elements(card: Any) -> Iterator[Dict[str, Any]]:
+    """Every JSON object in a card (elements, inputs, actions, their data), depth-first in document order."""
+    if isinstance(card, dict):
+        yield card
+        for value in card.values():
+            yield from iter_elements(value)
+    elif isinstance(card, list):
+        for item in card:
+            yield from iter_elements(item)

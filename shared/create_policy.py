@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Tuple
 from shared.approval import Approval
 from shared.discovery import workspace_in_scope
 from shared.exemption_tags import MAX_TAGS_PER_RESOURCE, TagFormatError, TagNames, clean_text, validate_tag_name, validate_tag_value
+from shared.identifiers import GUID as _GUID
 from shared.models import WorkspaceRef
 from shared.settings import Scope
 
@@ -42,7 +43,6 @@ IDLE_MIN_MINUTES, IDLE_MAX_MINUTES = 15, 3 * 24 * 60
 # built in (a letter plus two characters, or a letter, a hyphen and a letter).
 NAME_CARD_REGEX = r"^[A-Za-z](?:[A-Za-z0-9-]*-[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]{2,})$"
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9-]*$")
 _GLOB = set("*?[")
 

@@ -18,18 +18,16 @@ Two sources:
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shared.approval import Approval, parse_approval
 from shared.create_policy import IDLE_MIN_MINUTES, NAME_CARD_REGEX, CreateRequest, CreateSection, match_size
 from shared.exemption_tags import clean_text
+from shared.identifiers import GUID as _GUID
 from shared.models import WorkspaceRef
 
 ACTION = "request_compute_instance"
 MAX_FIELD_CHARS = 1024  # anything longer is refused before it is looked at
-
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class RequestError(ValueError):

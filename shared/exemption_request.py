@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.approval import Approval, parse_approval
 from shared.exemption_tags import clean_text, format_instant
+from shared.identifiers import GUID as _GUID
 from shared.models import WorkspaceRef
 
 REQUEST = "request_exemption"
@@ -36,7 +37,6 @@ ACTIONS = (REQUEST, CANCEL)
 # Longest text field we look at at all: anything longer is refused before any parsing.
 MAX_FIELD_CHARS = 1024
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Resource group: 1-90 letters, digits, underscores, hyphens, periods, parentheses; not ending in a
 # period (Learn, azure-resource-manager/management/resource-name-rules, Microsoft.Resources).
 _RESOURCE_GROUP = re.compile(r"^[\w\-.()]{1,90}$", re.UNICODE)

@@ -18,17 +18,16 @@ import binascii
 import dataclasses
 import json
 import os
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from shared.exemption_tags import TagNames
+from shared.identifiers import GUID as _GUID
 
 T = TypeVar("T")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
 KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class SettingsError(ValueError):

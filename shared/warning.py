@@ -27,6 +27,7 @@ from shared.cost import CostEstimate
 from shared.decision import Decision
 from shared.exemption_request import REQUEST, load_zone
 from shared.exemption_tags import TagNames, format_instant, tag_value
+from shared.identifiers import GUID as _GUID
 from shared.models import ComputeInstanceRecord
 
 UPN = "upn"
@@ -34,7 +35,6 @@ OBJECT_ID = "object_id"
 FALLBACK = "fallback"
 _KIND_ORDER = {UPN: 0, OBJECT_ID: 1, FALLBACK: 2}
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # A UPN or e-mail address: one @, no spaces; Teams resolves it, we only route on it.
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")

@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from shared.cards import MAX_MESSAGE_BYTES, message_size
+from shared.cards import MAX_MESSAGE_BYTES, iter_elements, message_size
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "adaptive-card-1.5.schema.json")
 
@@ -26,20 +26,7 @@ def validator() -> jsonschema.Draft6Validator:
 
 def input_ids(card: Dict[str, Any]) -> List[str]:
     """Ids of every Input.* element in ``card``, in document order (duplicates kept)."""
-    ids: List[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            if str(node.get("type", "")).startswith("Input."):
-                ids.append(node.get("id"))
-            for value in node.values():
-                walk(value)
-
-    walk(card)
-    return ids
+    return [e.get("id") for e in iter_elements(card) if str(e.get("type", "")).startswith("Input.")]
 
 
 def assert_valid_card(card: Dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from fake_azure import Fault
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import stop_compute_instances
+from shared.cards import iter_elements
 from shared.cost import CostEstimate, PriceLookups, PricingSection, avoided_text, hours_avoided, make_client, next_morning, price_results
 from shared.decision import EXEMPT, STOPPED, WOULD_STOP
 from shared.prices import PriceQuote
@@ -296,17 +297,4 @@ def test_a_bad_pricing_section_is_a_usage_error_before_any_call(arm, ml, now, ca
 
 
 def texts(card) -> List[str]:
-    out: List[str] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                out.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return out
+    return [e["text"] for e in iter_elements(card) if isinstance(e.get("text"), str)]

@@ -10,7 +10,7 @@ import pytest
 from fake_azure import Fault
 from fake_azure.ml import FakeMachineLearning
 from runbooks import create_compute_instance
-from shared.cards import render_card
+from shared.cards import iter_elements, render_card
 from shared.create_policy import CreateSection
 from shared.create_request import RequestError, request_card_context, request_from_teams
 from shared.exemption_tags import TagNames
@@ -398,17 +398,4 @@ def test_request_card_escapes_hostile_values():
 
 
 def _inputs(card):
-    found = []
-
-    def walk(node):
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            if str(node.get("type", "")).startswith("Input."):
-                found.append(node)
-            for value in node.values():
-                walk(value)
-
-    walk(card)
-    return found
+    return [e for e in iter_elements(card) if str(e.get("type", "")).startswith("Input.")]

@@ -12,6 +12,7 @@ import pytest
 from fake_azure.ml import FakeMachineLearning
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
+from shared.cards import iter_elements
 from shared.exemption_policy import NEEDS_APPROVAL, ExemptionSection, PolicyDecision
 from shared.exemption_service import handle_request
 from shared.exemption_tags import TagNames, read_exemption
@@ -98,20 +99,7 @@ def tags(ml, name: str = "ci-ada") -> Dict[str, str]:
 
 
 def card_texts(card: Dict[str, Any]) -> List[str]:
-    out: List[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in ("TextBlock", "TextRun") and isinstance(node.get("text"), str):
-                out.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return out
+    return [e["text"] for e in iter_elements(card) if e.get("type") in ("TextBlock", "TextRun") and isinstance(e.get("text"), str)]
 
 
 def only_card(teams) -> Dict[str, Any]:
