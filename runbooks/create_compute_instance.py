@@ -40,7 +40,7 @@ from shared.models import WorkspaceRef
 from shared.runbook_args import RunbookArgumentParser, UsageError, common_parser, flatten_argv
 from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.settings import Settings, SettingsError
-from shared.webhook_input import SOURCE_DIRECT, extract_request, split_argv
+from shared.webhook_input import SOURCE_DIRECT, add_request_arguments, extract_request, split_argv
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
@@ -73,9 +73,7 @@ def build_parser() -> RunbookArgumentParser:
     parser.add_argument("--owner", help="owner tag (UPN); default: the requester")
     parser.add_argument("--approver", help="who approved a size that needs approval (UPN or object id)")
     parser.add_argument("--cost-center", help="cost centre tag value")
-    parser.add_argument("--request", help="the Teams flow's response body as JSON")
-    parser.add_argument("--request-b64", help="the same, base64-encoded")
-    parser.add_argument("--webhook-data", help="Azure Automation WebhookData as JSON")
+    add_request_arguments(parser)
     return parser
 
 

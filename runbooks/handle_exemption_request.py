@@ -36,7 +36,7 @@ from shared.runbook_args import RunbookArgumentParser, UsageError
 from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.settings import SettingsError
 from shared.tag_writer import TagWriter
-from shared.webhook_input import WebhookInputError, extract_request, split_argv
+from shared.webhook_input import WebhookInputError, add_request_arguments, extract_request, split_argv
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
@@ -46,9 +46,7 @@ def build_parser() -> RunbookArgumentParser:
     parser = RunbookArgumentParser(prog=RUNBOOK, description="Record or cancel an exemption requested in Teams.", allow_abbrev=False)
     parser.add_argument("--settings", help="settings: a JSON file path or inline JSON")
     parser.add_argument("--settings-b64", help="settings as base64 JSON (what publish.py sets)")
-    parser.add_argument("--webhook-data", help="the webhook object {WebhookName, RequestBody, RequestHeader} as JSON")
-    parser.add_argument("--request", help="the request body as JSON (Create job API)")
-    parser.add_argument("--request-b64", help="the request body as base64 JSON")
+    add_request_arguments(parser)
     parser.add_argument("--summary-file", help="also write the JSON summary to this file")
     return parser
 

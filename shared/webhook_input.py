@@ -177,3 +177,13 @@ def _b64(text: str) -> str:
         return base64.b64decode(text.strip().encode("ascii"), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
         raise WebhookInputError("--request-b64 is not valid base64 of UTF-8 JSON") from None
+
+
+def add_request_arguments(parser: Any) -> None:
+    """The parameters that carry a request from Teams, the same in every runbook a webhook starts.
+
+    Loose WebhookData found among the positional values (:func:`split_argv`) needs no flag.
+    """
+    parser.add_argument("--webhook-data", help="the webhook object {WebhookName, RequestBody, RequestHeader} as JSON")
+    parser.add_argument("--request", help="the request body as JSON (Automation's Create job API)")
+    parser.add_argument("--request-b64", help="the request body as base64 JSON")
