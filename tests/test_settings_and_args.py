@@ -116,3 +116,16 @@ def test_scope_flags_override_settings(monkeypatch):
         common_parser("x", ""), ["--settings", json.dumps({"scope": {"subscriptions": [SUB]}}), "--subscription", other, "--workspace", "mlw-*"]
     )
     assert s.scope.subscriptions == (other,) and s.scope.include_workspaces == ("mlw-*",)
+
+
+def test_the_example_settings_file_passes_every_runbooks_rules():
+    """settings.example.json is what admins copy: it must pass publish.py's whole-document check."""
+    import os
+
+    from shared.settings_sections import check_settings_document
+    from tests.conftest import ROOT
+
+    with open(os.path.join(ROOT, "settings.example.json"), encoding="utf-8") as fh:
+        doc = json.load(fh)
+    settings = check_settings_document(doc)
+    assert settings.scope.subscriptions and settings.teams.workflow_url
