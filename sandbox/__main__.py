@@ -25,6 +25,7 @@ from fake_azure.ml import FakeMachineLearning
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from sandbox.fleet import sandbox_settings, seed_fleet
+from shared.cards import iter_elements
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
 
@@ -89,10 +90,9 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
         print(summary["cost_avoided_text"])
     if teams.cards:
         card = teams.cards[-1]
-        print(f"Teams: {len(teams.cards)} card(s) posted to the (fake) workflow; the nightly summary is {len(json.dumps(card))} bytes:")
-        for block in card.get("body", [])[:3]:
-            if block.get("type") == "TextBlock":
-                print("   " + block.get("text", ""))
+        title = next((e["text"] for e in iter_elements(card) if e.get("type") == "TextBlock" and isinstance(e.get("text"), str)), "")
+        size = len(json.dumps(card).encode("utf-8"))
+        print(f'Teams: posted the card "{title}" ({size / 1024:.1f} KB, Adaptive Card {card.get("version")}) to the fake Teams workflow')
     if problems:
         print("Sandbox check FAILED:\n  " + "\n  ".join(problems))
         return 1
@@ -102,7 +102,7 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["sweep", "create", "start", "evening"], help="what to run")
+    parser.add_argument("command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening"], help="what to run (default: sweep)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
         return run_sweep(rest)
