@@ -84,7 +84,7 @@ def run_create(
     outcome, detail, state, decision = _handle(gateway, request, settings, section, dry_run)
     report.results.append(_row(request, outcome, detail, state, decision))
     report.extra["request_id"] = request.request_id or None
-    report.finished_at = max(now, datetime.now(timezone.utc))
+    report.finish()
     log.info("Create %s/%s: %s (%s)", request.workspace.name, request.name, outcome, detail)
     return report
 

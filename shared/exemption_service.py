@@ -144,7 +144,7 @@ def handle_request(
     report.extra["answer_card"] = result.card
     report.extra["answer_posted"] = post_answer(result.card, result.context, settings, session=session)
     log.info("Outcome: %s (%s)", result.outcome, result.detail)
-    report.finished_at = _finish(now)
+    report.finish()
     return report
 
 
@@ -158,7 +158,7 @@ def reject_unreadable(message: str, settings: Settings, *, now: Optional[datetim
     report.extra.update({"cost": None, "needs_approval": False})
     report.extra["answer_card"] = "exemption_rejected"
     report.extra["answer_posted"] = post_answer("exemption_rejected", {"reasons": reasons}, settings, session=session)
-    report.finished_at = _finish(now)
+    report.finish()
     return report
 
 
@@ -448,8 +448,3 @@ def _request_summary(inbound: InboundRequest) -> Dict[str, Any]:
         "message_id": message_id if isinstance(message_id, str) else None,
         "responder": who if isinstance(who, str) else None,
     }
-
-
-def _finish(started: datetime) -> datetime:
-    real = datetime.now(timezone.utc)
-    return real if real >= started else started

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 from shared.decision import FAILED
@@ -60,6 +60,12 @@ class RunReport:
     results: List[CIResult] = field(default_factory=list)
     errors: List[ScopeError] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict)
+
+    def finish(self) -> None:
+        """Stamp ``finished_at`` now, never before ``started_at`` (tests and the sandbox inject a
+        future "now" as the start; the report's clock must stay consistent with it)."""
+        real = datetime.now(timezone.utc)
+        self.finished_at = real if real >= self.started_at else self.started_at
 
     def counts(self) -> Dict[str, int]:
         return dict(sorted(Counter(r.outcome for r in self.results).items()))

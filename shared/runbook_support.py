@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from shared.report import PRINTED_SUMMARY_BUDGET, SUMMARY_MARKER, RunReport
 from shared.runbook_args import RunbookArgumentParser, flatten_argv
@@ -69,7 +69,3 @@ def usage_failure(message: str, runbook: str) -> int:
     log.error("%s", message)
     print(SUMMARY_MARKER + json.dumps({"runbook": runbook, "exit_code": 2, "failed": True, "error": message}, ensure_ascii=False))
     return 2
-
-
-def split_lines(text: str) -> List[str]:
-    return [line for line in text.splitlines() if line.strip()]

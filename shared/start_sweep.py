@@ -84,6 +84,5 @@ def run_start_sweep(
             detail = f"{res.detail}; {d.reason}" if res.status == bulk.DONE else res.detail
             report.results.append(result_for(ci, _BULK_TO_OUTCOME[res.status], detail, state=res.final_state))
 
-    # With an injected "now" (tests, sandbox), keep the report's clock consistent with it.
-    report.finished_at = max(now, datetime.now(timezone.utc))
+    report.finish()
     return report

@@ -118,14 +118,8 @@ def run_stop_sweep(
         except Exception:  # noqa: BLE001 - the estimate is extra: the sweep's report must come out regardless
             log.exception("Could not estimate the cost avoided; the report goes without it")
     report.extra["expiring_exemptions"] = expiring_exemptions(decisions, now, section.expiring_window_hours)
-    report.finished_at = _finish(now)
+    report.finish()
     return report
-
-
-def _finish(started: datetime) -> datetime:
-    # With an injected "now" (tests, sandbox), keep the report's clock consistent with it.
-    real = datetime.now(timezone.utc)
-    return real if real >= started else started
 
 
 def expiring_exemptions(decisions: List[Tuple[ComputeInstanceRecord, Decision]], now: datetime, window_hours: float) -> List[Dict[str, str]]:

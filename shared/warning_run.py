@@ -105,7 +105,7 @@ def run_warning(
                 row.extra["cost"] = cost.to_dict()
             report.results.append(row)
     report.extra["deliveries"] = deliveries
-    report.finished_at = max(datetime.now(timezone.utc), now)
+    report.finish()
     return report
 
 
