@@ -15,7 +15,7 @@ of an approval card, or the Approvals connector's responder), never from anythin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from shared.exemption_tags import clean_text
 from shared.identifiers import GUID as _GUID
@@ -85,3 +85,10 @@ def _text(data: Mapping[str, Any], key: str, problems: List[str], *, required: b
         problems.append(f"'{key}' is {len(value)} characters long; far more than any valid value")
         return None
     return value.strip()
+
+
+def listed(identities: Iterable[Optional[str]], entries: Iterable[str]) -> bool:
+    """True if any of a person's ``identities`` (UPN, object id) is in ``entries`` (an approvers
+    list of UPNs or object ids), case-insensitively. Empty identities never match."""
+    wanted = {e.strip().lower() for e in entries} - {""}
+    return any(i and i.strip().lower() in wanted for i in identities)

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from shared.approval import Approval
+from shared.approval import Approval, listed
 from shared.discovery import workspace_in_scope
 from shared.exemption_tags import MAX_TAGS_PER_RESOURCE, TagFormatError, TagNames, clean_text, validate_tag_name, validate_tag_value
 from shared.identifiers import GUID as _GUID
@@ -186,12 +186,10 @@ def _approval_problems(request: CreateRequest, section: CreateSection) -> List[s
         return []
     if not approval.approved:
         return [f"the request was declined by {approval.who} (approval outcome '{approval.outcome}')"]
-    allowed = {a.strip().lower() for a in section.approvers}
-    ids = {i.lower() for i in (approval.approver_upn, approval.approver_object_id) if i}
-    if not ids & allowed:
+    ids = (approval.approver_upn, approval.approver_object_id)
+    if not listed(ids, section.approvers):
         return [f"{approval.who} is not a configured approver (create.approvers)"]
-    requester_ids = {i.lower() for i in (request.requester, request.user_object_id) if i}
-    if ids & requester_ids:
+    if listed(ids, [i for i in (request.requester, request.user_object_id) if i]):
         return [f"{approval.who} cannot approve their own request"]
     return []
 

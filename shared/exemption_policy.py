@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from shared.approval import Approval
+from shared.approval import Approval, listed
 from shared.exemption_request import ExemptionRequest, RequestRules, Responder, load_zone
 from shared.exemption_tags import MAX_TAG_VALUE, TagNames, format_instant, read_exemption
 from shared.models import ComputeInstanceRecord
@@ -228,8 +228,7 @@ def is_approver(responder: Responder, section: ExemptionSection) -> bool:
 
     E-mail is not matched: the mail attribute is not guaranteed unique in a tenant, the UPN is.
     """
-    mine = {responder.object_id.lower(), responder.user_principal_name.lower()} - {""}
-    return any(a.strip().lower() in mine for a in section.approvers)
+    return listed((responder.object_id, responder.user_principal_name), section.approvers)
 
 
 def is_assigned_user(responder: Responder, ci: ComputeInstanceRecord) -> bool:
