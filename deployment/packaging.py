@@ -138,7 +138,7 @@ def build_shared_wheel(project_dir: Path, package: str = "shared") -> LocalWheel
         raise PublishError(f"{root} is not a Python package (no __init__.py).")
     contents = [(p.relative_to(project_dir).as_posix(), p.read_bytes()) for p in files]
     # The card templates live beside the package in the repository; in Automation the runbooks find
-    # them inside the package (shared/cards.py looks in <package>/adaptive_cards/ first).
+    # them inside the package (shared/teams/cards.py looks in <package>/adaptive_cards/ first).
     cards = project_dir / "adaptive_cards"
     if cards.is_dir():
         contents += [(f"{package}/adaptive_cards/{p.name}", p.read_bytes()) for p in sorted(cards.glob("*.j2"))]

@@ -30,17 +30,18 @@ try:
 except ImportError:  # run from a checkout: python runbooks/create_compute_instance.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared.auth import get_credential
-from shared.create_policy import CreateRequest, CreateSection
-from shared.create_request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
-from shared.create_service import RUNBOOK, run_create
-from shared.exemption_policy import check_shared_secret
-from shared.ml_gateway import AzureMLGateway
+from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
+from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, extract_request, split_argv
+from shared.azure.auth import get_credential
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.create.policy import CreateRequest, CreateSection
+from shared.create.request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
+from shared.create.run import RUNBOOK, run_create
+from shared.errors import SettingsError, UsageError
+from shared.exemption.policy import check_shared_secret
 from shared.models import WorkspaceRef
-from shared.runbook_args import RunbookArgumentParser, UsageError, common_parser, flatten_argv
-from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
-from shared.settings import Settings, SettingsError
-from shared.webhook_input import SOURCE_DIRECT, add_request_arguments, extract_request, split_argv
+from shared.settings import Settings
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
 

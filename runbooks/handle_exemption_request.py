@@ -28,15 +28,15 @@ try:
 except ImportError:  # run from a checkout: python runbooks/handle_exemption_request.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared.auth import get_credential
-from shared.exemption_policy import load_section
-from shared.exemption_service import RUNBOOK, handle_request, price_client, reject_unreadable
-from shared.ml_gateway import AzureMLGateway
-from shared.runbook_args import RunbookArgumentParser, UsageError
-from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
-from shared.settings import SettingsError
-from shared.tag_writer import TagWriter
-from shared.webhook_input import WebhookInputError, add_request_arguments, extract_request, split_argv
+from shared.automation.args import RunbookArgumentParser
+from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.webhook import WebhookInputError, add_request_arguments, extract_request, split_argv
+from shared.azure.auth import get_credential
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.tag_writer import TagWriter
+from shared.errors import SettingsError, UsageError
+from shared.exemption.policy import load_section
+from shared.exemption.run import RUNBOOK, handle_request, price_client, reject_unreadable
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
 

@@ -23,13 +23,13 @@ try:
 except ImportError:  # run from a checkout: python runbooks/start_compute_instances.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared.auth import get_credential
-from shared.ml_gateway import AzureMLGateway
-from shared.runbook_args import UsageError, common_parser
-from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
-from shared.settings import SettingsError
-from shared.start_policy import StartSection
-from shared.start_sweep import RUNBOOK, run_start_sweep
+from shared.automation.args import common_parser
+from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.azure.auth import get_credential
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.errors import SettingsError, UsageError
+from shared.start.policy import StartSection
+from shared.start.run import RUNBOOK, run_start_sweep
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
 

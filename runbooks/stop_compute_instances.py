@@ -23,14 +23,14 @@ try:
 except ImportError:  # run from a checkout: python runbooks/stop_compute_instances.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared.auth import get_credential
-from shared.cost import PricingSection
-from shared.ml_gateway import AzureMLGateway
-from shared.runbook_args import UsageError, common_parser
-from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
-from shared.settings import SettingsError
-from shared.stop_sweep import run_stop_sweep
-from shared.summary_post import post_nightly_summary
+from shared.automation.args import common_parser
+from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.azure.auth import get_credential
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.errors import SettingsError, UsageError
+from shared.pricing.cost import PricingSection
+from shared.stop.run import run_stop_sweep
+from shared.stop.summary import post_nightly_summary
 
 RUNBOOK = "stop_compute_instances"
 log = logging.getLogger("ci_governance." + RUNBOOK)

@@ -2,7 +2,7 @@
 instances it will stop, when, and what they would cost overnight, with a "keep running until…"
 form that files an ordinary exemption request.
 
-It computes the sweep's own plan (shared.stop_sweep.plan, at the stop time), so the warning names
+It computes the sweep's own plan (shared.stop.run.plan, at the stop time), so the warning names
 exactly the CIs the sweep will stop unless something changes in between (an exemption recorded
 from the warning, for one). Scheduled ``warning.minutes_before`` minutes before the stop by publish.py.
 
@@ -28,12 +28,12 @@ try:
 except ImportError:  # run from a checkout: python runbooks/warn_before_stop.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shared.auth import get_credential
-from shared.ml_gateway import AzureMLGateway
-from shared.runbook_args import UsageError, common_parser
-from shared.runbook_support import configure_logging, emit_report, parse_and_load, usage_failure
-from shared.settings import SettingsError
-from shared.warning_run import DRY_RUN_MARKER, RUNBOOK, Sections, run_warning
+from shared.automation.args import common_parser
+from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.azure.auth import get_credential
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.errors import SettingsError, UsageError
+from shared.warning.run import DRY_RUN_MARKER, RUNBOOK, Sections, run_warning
 
 __all__ = ["DRY_RUN_MARKER", "main"]
 log = logging.getLogger("ci_governance." + RUNBOOK)

@@ -25,9 +25,9 @@ from fake_azure.ml import FakeMachineLearning
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from sandbox.fleet import sandbox_settings, seed_fleet
-from shared.cards import iter_elements
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
+from shared.teams.cards import iter_elements
 
 
 class _Tee:

@@ -16,9 +16,9 @@ from fake_azure.ml import FakeMachineLearning
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from sandbox.fleet import TENANT, sandbox_settings, seed_fleet
-from shared.cards import iter_elements
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
+from shared.teams.cards import iter_elements
 
 LEAD = {
     "objectId": "00000000-0000-4000-8000-000000000099",

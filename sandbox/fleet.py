@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from typing import Dict, List
 
 from fake_azure.ml import FakeMachineLearning
-from shared.exemption_tags import TagNames, format_instant
+from shared.tags import TagNames
+from shared.times import format_instant
 
 SUB_RESEARCH = "8f1c2d3e-4a5b-4c6d-8e7f-901234567890"
 SUB_PRODUCT = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"

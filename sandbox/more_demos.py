@@ -22,9 +22,9 @@ import responses
 from fake_azure import FakeArmServer
 from fake_azure.ml import FakeMachineLearning
 from sandbox.fleet import SUB_PRODUCT, SUB_RESEARCH, TENANT, seed_fleet
-from shared.exemption_tags import TagNames
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
+from shared.tags import TagNames
 
 NAMES = TagNames()
 # A Monday morning in Amsterdam that is not a holiday, so the start demo has work to do.

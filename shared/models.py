@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -51,3 +52,28 @@ class ComputeInstanceRecord:
     @property
     def arm_id(self) -> str:
         return f"{self.workspace.arm_id}/computes/{self.name}"
+
+
+# Subscription, tenant and Entra object ids are GUIDs: 8-4-4-4-12 hex digits.
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_guid(text: object) -> bool:
+    """True when ``text`` is a GUID string (any letter case)."""
+    return isinstance(text, str) and GUID.match(text) is not None
+
+
+# Outcomes: every CI in a report ends with exactly one of these.
+STOPPED = "stopped"
+WOULD_STOP = "would_stop"  # dry run
+ALREADY_STOPPED = "already_stopped"
+EXEMPT = "exempt"
+SKIPPED = "skipped"
+FAILED = "failed"
+OUTCOMES = (STOPPED, WOULD_STOP, ALREADY_STOPPED, EXEMPT, SKIPPED, FAILED)
+RUNNING_STATES = ("Running", "JobRunning")
+STOPPED_STATES = ("Stopped", "Stopping")
+# Azure ML ComputeInstanceState values that mean "busy changing": never touched, reported.
+TRANSITION_STATES = ("Creating", "Deleting", "Restarting", "Resizing", "SettingUp", "Starting", "UserSettingUp")
+# States that mean something is wrong with the CI: never touched, reported for a human.
+FAILED_STATES = ("CreateFailed", "SetupFailed", "UserSetupFailed", "Unusable", "Unknown")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
-from shared.decision import FAILED
+from shared.models import FAILED
 
 SUMMARY_MARKER = "CI_GOVERNANCE_SUMMARY "
 # Azure Automation keeps at most 1 MiB per job stream, and the report lines share it: at 2,000 CIs

@@ -22,16 +22,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
-from shared.exemption_tags import TagNames
-from shared.identifiers import GUID as _GUID
+from shared.errors import SettingsError
+from shared.models import GUID as _GUID
+from shared.tags import TagNames
 
 T = TypeVar("T")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
 KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing")
 
 
-class SettingsError(ValueError):
-    """The settings are missing something or hold a value that cannot work."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from shared.cards import MAX_MESSAGE_BYTES, iter_elements, message_size
+from shared.teams.cards import MAX_MESSAGE_BYTES, iter_elements, message_size
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "adaptive-card-1.5.schema.json")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.auth import get_credential, in_azure_automation
-from shared.discovery import workspace_in_scope
+from shared.azure.auth import get_credential, in_azure_automation
+from shared.azure.discovery import workspace_in_scope
 from shared.models import WorkspaceRef
 from shared.settings import Scope
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from shared.cards import render_card
+from shared.teams.cards import render_card
 from tests.browser.harness import CardBrowser, HarnessError, SubmissionBlocked, browser_available
 
 pytestmark = pytest.mark.browser

@@ -15,9 +15,9 @@ import pytest
 
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
-from shared.cards import render_card
-from shared.exemption_tags import TagNames, read_exemption
 from shared.settings import encode_settings
+from shared.tags import TagNames, read_exemption
+from shared.teams.cards import render_card
 from tests.browser.harness import browser_available, render_fill_submit
 from tests.conftest import SUB1, TENANT, fast_stop_settings
 from tests.summary import outcomes, summary_from

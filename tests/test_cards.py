@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import shared.cards as cards
-from shared.cards import MAX_MESSAGE_BYTES, CardError, clip, find_template_dir, fit_rows, message_size, render_card, teams_message
+import shared.teams.cards as cards
+from shared.teams.cards import MAX_MESSAGE_BYTES, CardError, clip, find_template_dir, fit_rows, message_size, render_card, teams_message
 from tests.cardcheck import assert_valid_card, input_ids
 
 SUB = "11111111-1111-4111-8111-111111111111"
@@ -377,7 +377,7 @@ def test_template_dir_prefers_templates_shipped_in_the_package(tmp_path):
     assert find_template_dir(package) == tmp_path / "adaptive_cards"
     (package / "adaptive_cards").mkdir()
     assert find_template_dir(package) == package / "adaptive_cards"
-    assert find_template_dir() == Path(cards.__file__).resolve().parent.parent / "adaptive_cards"
+    assert find_template_dir() == Path(cards.__file__).resolve().parent.parent.parent / "adaptive_cards"
 
 
 def test_envelope_and_size():

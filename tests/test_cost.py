@@ -15,12 +15,13 @@ from fake_azure import Fault
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import stop_compute_instances
-from shared.cards import iter_elements
-from shared.cost import CostEstimate, PriceLookups, PricingSection, avoided_text, hours_avoided, make_client, next_morning, price_results
-from shared.decision import EXEMPT, STOPPED, WOULD_STOP
-from shared.prices import PriceQuote
+from shared.errors import SettingsError
+from shared.models import EXEMPT, STOPPED, WOULD_STOP
+from shared.pricing.client import PriceQuote
+from shared.pricing.cost import CostEstimate, PriceLookups, PricingSection, avoided_text, hours_avoided, make_client, next_morning, price_results
 from shared.report import CIResult, RunReport
-from shared.settings import SettingsError, encode_settings, settings_from_dict
+from shared.settings import encode_settings, settings_from_dict
+from shared.teams.cards import iter_elements
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, fast_stop_settings
 from tests.summary import outcomes, summary_from

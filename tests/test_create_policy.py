@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.create_policy import (
+from shared.create.policy import (
     APPROVE,
     NAME_CARD_REGEX,
     NEEDS_APPROVAL,
@@ -20,9 +20,10 @@ from shared.create_policy import (
     match_size,
     name_problems,
 )
-from shared.exemption_tags import TagNames
+from shared.errors import SettingsError
 from shared.models import WorkspaceRef
-from shared.settings import Scope, SettingsError, settings_from_dict
+from shared.settings import Scope, settings_from_dict
+from shared.tags import TagNames
 
 SUB = "11111111-1111-4111-8111-111111111111"
 OTHER_SUB = "22222222-2222-4222-8222-222222222222"

@@ -10,12 +10,12 @@ import pytest
 from fake_azure import Fault
 from fake_azure.ml import FakeMachineLearning
 from runbooks import create_compute_instance
-from shared.cards import iter_elements, render_card
-from shared.create_policy import CreateSection
-from shared.create_request import RequestError, request_card_context, request_from_teams
-from shared.exemption_tags import TagNames
+from shared.create.policy import CreateSection
+from shared.create.request import RequestError, request_card_context, request_from_teams
 from shared.models import WorkspaceRef
 from shared.settings import encode_settings
+from shared.tags import TagNames
+from shared.teams.cards import iter_elements, render_card
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT
 from tests.summary import summary_from

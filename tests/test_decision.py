@@ -6,18 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.decision import (
-    ALREADY_STOPPED,
-    EXEMPT,
-    FAILED_STATES,
-    SKIPPED,
-    STOPPED,
-    TRANSITION_STATES,
-    StopPolicy,
-    decide_stop,
-)
-from shared.exemption_tags import TagNames, format_instant
-from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.models import ALREADY_STOPPED, EXEMPT, FAILED_STATES, SKIPPED, STOPPED, TRANSITION_STATES, ComputeInstanceRecord, WorkspaceRef
+from shared.stop.policy import StopPolicy, decide_stop
+from shared.tags import TagNames
+from shared.times import format_instant
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

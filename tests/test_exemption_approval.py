@@ -19,12 +19,12 @@ from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.server import Fault
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request
-from shared.approval import Approval
-from shared.exemption_policy import NEEDS_APPROVAL, RECORD, REJECT, CostLimit, ExemptionCost, ExemptionSection, cost_gate, decide_exemption
-from shared.exemption_request import validate_request
+from shared.exemption.policy import NEEDS_APPROVAL, RECORD, REJECT, CostLimit, ExemptionCost, ExemptionSection, cost_gate, decide_exemption
+from shared.exemption.request import validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.prices import PriceQuote
+from shared.pricing.client import PriceQuote
 from shared.settings import encode_settings
+from shared.teams.inbound import Approval
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT, fast_stop_settings
 from tests.summary import summary_from
@@ -203,7 +203,7 @@ def test_a_price_client_that_raises_is_an_unknown_cost():
         def hourly_price(self, size, region):
             raise RuntimeError("socket closed")
 
-    from shared.exemption_service import estimate_exemption_cost
+    from shared.exemption.run import estimate_exemption_cost
 
     request = validate_request(body(), NOW).request
     ci = ComputeInstanceRecord(WorkspaceRef(SUB1, "rg-a", "mlw-one"), "ci-ada", "Running", vm_size="Standard_DS3_v2", location="westeurope")

@@ -13,8 +13,8 @@ from typing import Any, Dict
 
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request
-from shared.exemption_tags import TagNames, read_exemption
 from shared.settings import encode_settings
+from shared.tags import TagNames, read_exemption
 from tests.conftest import SUB1, TENANT
 from tests.summary import summary_from
 

@@ -8,19 +8,13 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from shared.exemption_policy import (
-    RECORD,
-    REJECT,
-    ExemptionSection,
-    check_shared_secret,
-    decide_exemption,
-    is_approver,
-    load_section,
-)
-from shared.exemption_request import CANCEL, REQUEST, RequestRules, Responder, local_to_utc, validate_request
-from shared.exemption_tags import TagNames
+from shared.errors import SettingsError
+from shared.exemption.policy import RECORD, REJECT, ExemptionSection, check_shared_secret, decide_exemption, is_approver, load_section
+from shared.exemption.request import CANCEL, REQUEST, RequestRules, Responder, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.settings import SettingsError, settings_from_dict
+from shared.settings import settings_from_dict
+from shared.tags import TagNames
+from shared.times import local_to_utc
 
 SUB = "11111111-1111-4111-8111-111111111111"
 TENANT = "99999999-9999-4999-8999-999999999999"

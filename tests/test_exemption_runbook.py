@@ -12,14 +12,14 @@ import pytest
 from fake_azure.ml import FakeMachineLearning
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
-from shared.cards import iter_elements
-from shared.exemption_policy import NEEDS_APPROVAL, ExemptionSection, PolicyDecision
-from shared.exemption_service import handle_request
-from shared.exemption_tags import TagNames, read_exemption
-from shared.ml_gateway import AzureMLGateway
+from shared.automation.webhook import InboundRequest
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.tag_writer import TagWriter
+from shared.exemption.policy import NEEDS_APPROVAL, ExemptionSection, PolicyDecision
+from shared.exemption.run import handle_request
 from shared.settings import encode_settings, settings_from_dict
-from shared.tag_writer import TagWriter
-from shared.webhook_input import InboundRequest
+from shared.tags import TagNames, read_exemption
+from shared.teams.cards import iter_elements
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT, fast_stop_settings
 from tests.summary import summary_from

@@ -6,23 +6,22 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.exemption_tags import (
+from shared.errors import TagFormatError
+from shared.tags import (
     EXPIRED,
     MALFORMED,
     NONE,
     VALID,
     Exemption,
-    TagFormatError,
     TagNames,
     clean_text,
     exemption_tags,
-    format_instant,
-    parse_instant,
     read_exemption,
     validate_tag_name,
     validate_tag_value,
     without_exemption,
 )
+from shared.times import format_instant, parse_instant
 
 UTC = timezone.utc
 N = TagNames()

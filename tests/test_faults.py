@@ -26,8 +26,8 @@ import pytest
 from fake_azure import Fault
 from fake_azure.ml import FakeMachineLearning, FakeWorkspace
 from runbooks import stop_compute_instances
-from shared.decision import OUTCOMES, WOULD_STOP
-from shared.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.models import OUTCOMES, WOULD_STOP
 from shared.settings import encode_settings
 from tests.conftest import SUB1, SUB2, fast_stop_settings
 from tests.summary import summary_from

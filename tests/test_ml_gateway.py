@@ -8,7 +8,7 @@ import time
 
 from azure.ai.ml import MLClient
 
-from shared.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway
 from shared.models import WorkspaceRef
 from tests.conftest import SUB1, SUB2, TENANT
 

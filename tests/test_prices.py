@@ -1,4 +1,4 @@
-"""Retail VM prices: the client (shared.prices) against recorded-shape pages and the fake API.
+"""Retail VM prices: the client (shared.pricing.client) against recorded-shape pages and the fake API.
 
 tests/data/retail_prices_page{1,2}.json follow the documented response (Learn, "Azure Retail Prices
 REST API overview"): envelope BillingCurrency/CustomerEntityId/CustomerEntityType/Items/NextPageLink/
@@ -25,7 +25,7 @@ from responses import matchers
 
 from fake_azure.retail_prices import EXCHANGE_RATES, FakeRetailPrices, load_default_catalog, parse_filter
 from fake_azure.server import FakeArmServer, Fault
-from shared.prices import (
+from shared.pricing.client import (
     API_VERSION,
     RETAIL_PRICES_URL,
     Money,
@@ -39,7 +39,7 @@ from shared.prices import (
 
 DATA = Path(__file__).parent / "data"
 PRICES_RE = re.compile(r"https://prices\.azure\.com(:443)?/api/retail/prices.*")
-LOGGER = "shared.prices"
+LOGGER = "shared.pricing.client"
 
 
 def _page(name: str) -> Dict[str, Any]:

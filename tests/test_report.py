@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from shared.automation.output import emit_report
 from shared.report import PRINTED_SUMMARY_BUDGET, SUMMARY_MARKER, CIResult, RunReport, ScopeError
-from shared.runbook_support import emit_report
 
 NOW = datetime(2026, 11, 23, 19, 0, tzinfo=timezone.utc)
 

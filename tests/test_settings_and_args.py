@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from shared.runbook_args import UsageError, common_parser, flatten_argv
-from shared.runbook_support import parse_and_load
-from shared.settings import SettingsError, encode_settings, load_settings, settings_from_dict
-from shared.stop_sweep import StopSection
+from shared.automation.args import common_parser, flatten_argv
+from shared.automation.output import parse_and_load
+from shared.errors import SettingsError, UsageError
+from shared.settings import encode_settings, load_settings, settings_from_dict
+from shared.stop.run import StopSection
 
 SUB = "11111111-1111-4111-8111-111111111111"
 
@@ -122,7 +123,7 @@ def test_the_example_settings_file_passes_every_runbooks_rules():
     """settings.example.json is what admins copy: it must pass publish.py's whole-document check."""
     import os
 
-    from shared.settings_sections import check_settings_document
+    from shared.sections import check_settings_document
     from tests.conftest import ROOT
 
     with open(os.path.join(ROOT, "settings.example.json"), encoding="utf-8") as fh:

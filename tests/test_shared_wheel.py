@@ -23,10 +23,10 @@ def test_wheel_carries_every_card_template_and_renders_them_outside_the_checkout
         names = set(zf.namelist())
         zf.extractall(tmp_path / "site")
     assert {f"shared/adaptive_cards/{t}" for t in templates} <= names
-    assert "shared/stop_sweep.py" in names and not any("__pycache__" in n for n in names)
+    assert "shared/stop/run.py" in names and not any("__pycache__" in n for n in names)
     # Import from the unpacked wheel only (cwd and sys.path exclude the checkout).
     code = (
-        "import sys, shared, shared.cards as c;"
+        "import sys, shared, shared.teams.cards as c;"
         "assert shared.__file__.startswith(sys.argv[1]), shared.__file__;"
         "card = c.render_card('nightly_summary', summary={'started_at': '2026-11-23T19:00:00Z', 'finished_at': '2026-11-23T19:05:00Z',"
         " 'dry_run': False, 'counts': {'stopped': 1}, 'items': [{'workspace': 'w', 'compute_instance': 'c', 'outcome': 'stopped', 'detail': 'd'}],"

@@ -6,11 +6,11 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from shared.decision import SKIPPED
-from shared.exemption_tags import TagNames
-from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.settings import SettingsError, settings_from_dict
-from shared.start_policy import ALREADY_RUNNING, STARTED, StartSection, decide_start, local_today, read_opt_in
+from shared.errors import SettingsError
+from shared.models import SKIPPED, ComputeInstanceRecord, WorkspaceRef
+from shared.settings import settings_from_dict
+from shared.start.policy import ALREADY_RUNNING, STARTED, StartSection, decide_start, local_today, read_opt_in
+from shared.tags import TagNames
 
 N = TagNames()
 WS = WorkspaceRef("11111111-1111-4111-8111-111111111111", "rg", "mlw")

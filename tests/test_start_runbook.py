@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 from fake_azure import Fault
 from runbooks import start_compute_instances
-from shared.exemption_tags import TagNames
 from shared.settings import encode_settings
+from shared.tags import TagNames
 from tests.conftest import SUB1, SUB2
 from tests.summary import outcomes, summary_from
 

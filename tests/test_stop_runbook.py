@@ -10,8 +10,9 @@ from datetime import timedelta
 
 from fake_azure import Fault
 from runbooks import stop_compute_instances
-from shared.exemption_tags import TagNames, format_instant
 from shared.settings import encode_settings
+from shared.tags import TagNames
+from shared.times import format_instant
 from tests.conftest import ROOT, SUB1, SUB2, fast_stop_settings
 from tests.summary import outcomes, summary_from
 

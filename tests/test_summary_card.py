@@ -8,8 +8,9 @@ from datetime import timedelta
 from fake_azure import Fault
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import stop_compute_instances
-from shared.exemption_tags import TagNames, format_instant
 from shared.settings import encode_settings
+from shared.tags import TagNames
+from shared.times import format_instant
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, fast_stop_settings
 from tests.summary import summary_from

@@ -12,10 +12,10 @@ from azure.core.exceptions import HttpResponseError
 
 from fake_azure import FakeArmServer, Fault
 from fake_azure.ml import FakeMachineLearning
-from shared.exemption_tags import TagNames
-from shared.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.tag_writer import TagWriteError, TagWriter
 from shared.models import WorkspaceRef
-from shared.tag_writer import TagWriteError, TagWriter
+from shared.tags import TagNames
 from tests.conftest import SUB1
 
 N = TagNames()

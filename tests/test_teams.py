@@ -10,8 +10,8 @@ import requests
 
 from fake_azure import Fault
 from fake_azure.teams import FakeTeamsWorkflow
-from shared.cards import MAX_MESSAGE_BYTES, render_card, teams_message
-from shared.teams import TeamsWorkflowClient, redact_url, retry_after_seconds
+from shared.teams.cards import MAX_MESSAGE_BYTES, render_card, teams_message
+from shared.teams.client import TeamsWorkflowClient, redact_url, retry_after_seconds
 
 SECRET = "fake-signature"
 REDACTED = "https://prod-00.westeurope.logic.azure.com/\u2026"

@@ -18,16 +18,18 @@ from fake_azure import Fault
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import DEFAULT_URL, FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances, warn_before_stop
-from shared.cards import MAX_MESSAGE_BYTES, message_size, render_card
-from shared.cost import CICost, CostEstimate
-from shared.decision import StopPolicy
-from shared.exemption_request import RequestRules, validate_request
-from shared.exemption_tags import TagNames, format_instant
+from shared.errors import SettingsError
+from shared.exemption.request import RequestRules, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.prices import PriceQuote
-from shared.settings import SettingsError, encode_settings, settings_from_dict
-from shared.stop_sweep import plan
-from shared.warning import (
+from shared.pricing.client import PriceQuote
+from shared.pricing.cost import CICost, CostEstimate
+from shared.settings import encode_settings, settings_from_dict
+from shared.stop.policy import StopPolicy
+from shared.stop.run import plan
+from shared.tags import TagNames
+from shared.teams.cards import MAX_MESSAGE_BYTES, message_size, render_card
+from shared.times import format_instant
+from shared.warning.policy import (
     FALLBACK,
     OBJECT_ID,
     UPN,

@@ -7,15 +7,7 @@ import json
 
 import pytest
 
-from shared.webhook_input import (
-    MAX_PAYLOAD_BYTES,
-    SOURCE_DIRECT,
-    SOURCE_LOOSE_BODY,
-    SOURCE_WEBHOOK,
-    WebhookInputError,
-    extract_request,
-    split_argv,
-)
+from shared.automation.webhook import MAX_PAYLOAD_BYTES, SOURCE_DIRECT, SOURCE_LOOSE_BODY, SOURCE_WEBHOOK, WebhookInputError, extract_request, split_argv
 
 BODY = {"data": {"action": "request_exemption", "reason": "a b  c"}, "responder": {"objectId": "x"}, "messageId": "m-1"}
 

@@ -1,0 +1,240 @@
+"""Every call to Azure Machine Learning goes through here, on top of azure-ai-ml.
+
+Two deliberate choices, both for scale (measured: 200 per-workspace ``MLClient`` objects cost
+3.3 s and 150 MB; ``begin_stop`` starts a polling thread per CI):
+
+- one ``MLClient`` per *subscription*, whose compute operations take the resource group and
+  workspace per call;
+- start/stop are sent without client-side polling (``polling=False``): the sweep confirms many
+  CIs at once by listing each workspace, one read instead of one poll per CI, which keeps ARM's
+  read budget (25/s per subscription) for the work itself.
+
+Two more, for long sweeps:
+
+- reads are paced per subscription just under ARM's read budget (bucket 250, refill 25/s), one
+  token per page fetched, so confirmation listings never crowd out the sweep's own work;
+- a 401 (the token expired or was revoked mid-run) is retried once: azure-core's
+  BearerTokenCredentialPolicy drops its cached token on a 401 but does not resend the request
+  unless the challenge asks for claims, so without this one expiry would fail a whole workspace.
+
+Both use ``MLClient.compute._operation``, the generated operations azure-ai-ml itself calls (pinned
+azure-ai-ml; ``tests/test_ml_gateway.py`` fails loudly if a new version moves it). Entities are
+converted with azure-ai-ml's own ``Compute._from_rest_object`` so field mapping stays the SDK's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+
+from shared.azure.pacing import PerSubscriptionPacer
+from shared.models import ComputeInstanceRecord, WorkspaceRef
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# ARM reads: 250 per bucket, refilled at 25/s per subscription and principal. Stay under both.
+READS_PER_SECOND = 20.0
+READ_BURST = 200
+
+
+class GatewayError(RuntimeError):
+    """Azure ML refused or failed a call; the message says which and why."""
+
+
+def _ml_client_class() -> Any:
+    # Imported lazily: azure.ai.ml takes ~2 s to import, and --help or a settings error should not wait.
+    from azure.ai.ml import MLClient
+
+    return MLClient
+
+
+class AzureMLGateway:
+    """Azure ML workspaces and compute instances across subscriptions."""
+
+    def __init__(
+        self,
+        credential: Any,
+        *,
+        polling_interval: float = 30.0,
+        client_kwargs: Optional[Dict[str, Any]] = None,
+        client_factory: Optional[Callable[..., Any]] = None,
+        reads_per_second: Optional[float] = READS_PER_SECOND,
+        read_burst: int = READ_BURST,
+    ):
+        """``reads_per_second=None`` turns read pacing off."""
+        self._credential = credential
+        self._polling_interval = polling_interval
+        self._client_kwargs = dict(client_kwargs or {})
+        self._factory = client_factory
+        self._clients: Dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._read_pacer = PerSubscriptionPacer(read_burst, reads_per_second) if reads_per_second else None
+
+    def client(self, subscription_id: str) -> Any:
+        """The subscription's MLClient (created once, thread-safe)."""
+        key = subscription_id.lower()
+        with self._lock:
+            if key not in self._clients:
+                factory = self._factory or _ml_client_class()
+                self._clients[key] = factory(self._credential, subscription_id, polling_interval=self._polling_interval, **self._client_kwargs)
+            return self._clients[key]
+
+    def _ops(self, subscription_id: str) -> Any:
+        ops = getattr(self.client(subscription_id).compute, "_operation", None)
+        if ops is None:  # pragma: no cover - guards an azure-ai-ml upgrade
+            raise GatewayError("this azure-ai-ml version has no MLClient.compute._operation; pin azure-ai-ml as in requirements.txt")
+        return ops
+
+    # -- plumbing for long runs -----------------------------------------------------------
+    def _read_token(self, subscription_id: str) -> None:
+        if self._read_pacer is not None:
+            self._read_pacer.acquire(subscription_id)
+
+    def _pages(self, subscription_id: str, paged: Any) -> Iterator[Any]:
+        """Items of an azure-core ItemPaged, taking one read token per page fetched."""
+        pages = paged.by_page()
+        while True:
+            self._read_token(subscription_id)
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            yield from page
+            if pages.continuation_token is None:  # that was the last page: no further request
+                return
+
+    def _once_more_on_401(self, what: str, call: Callable[[], T]) -> T:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return call()
+        except ClientAuthenticationError as exc:
+            if getattr(exc, "status_code", None) != 401:
+                raise  # the credential itself failed (no token at all): retrying will not help
+            log.warning("Azure answered 401 to %s (token expired or revoked); retrying once with a new token", what)
+            return call()
+
+    # -- reads ---------------------------------------------------------------------------
+    def list_workspaces(self, subscription_id: str, resource_group: Optional[str] = None) -> List[WorkspaceRef]:
+        """Workspaces in a subscription (or one of its resource groups)."""
+
+        def call() -> List[WorkspaceRef]:
+            client = self.client(subscription_id)
+            if resource_group:
+                self._read_token(subscription_id)
+                items = _list_rg(client, resource_group)
+            else:
+                items = self._pages(subscription_id, client.workspaces.list(scope="subscription"))
+            return [WorkspaceRef(subscription_id, ws.resource_group or resource_group or "", ws.name, ws.location or "") for ws in items]
+
+        return self._once_more_on_401(f"listing workspaces of subscription {subscription_id}", call)
+
+    def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]:
+        """Every compute instance in a workspace (other compute types are left out)."""
+        from azure.ai.ml.entities import Compute, ComputeInstance
+
+        def call() -> List[ComputeInstanceRecord]:
+            ops = self._ops(workspace.subscription_id)
+            out = []
+            for rest in self._pages(workspace.subscription_id, ops.list(workspace.resource_group, workspace.name)):
+                if str(getattr(rest.properties, "compute_type", "")).lower() != "computeinstance":
+                    continue
+                entity = Compute._from_rest_object(rest)
+                if isinstance(entity, ComputeInstance):
+                    out.append(to_record(workspace, entity))
+            return out
+
+        return self._once_more_on_401(f"listing compute instances of {workspace.key}", call)
+
+    def get_compute_instance(self, workspace: WorkspaceRef, name: str) -> ComputeInstanceRecord:
+        """One compute instance; raises azure.core's ResourceNotFoundError if it does not exist."""
+        from azure.ai.ml.entities import Compute, ComputeInstance
+
+        def call() -> Any:
+            self._read_token(workspace.subscription_id)
+            return self._ops(workspace.subscription_id).get(workspace.resource_group, workspace.name, name)
+
+        entity = Compute._from_rest_object(self._once_more_on_401(f"reading {workspace.key}/{name}", call))
+        if not isinstance(entity, ComputeInstance):
+            raise GatewayError(f"'{name}' in workspace {workspace.name} is a {type(entity).__name__}, not a compute instance")
+        return to_record(workspace, entity)
+
+    # -- writes --------------------------------------------------------------------------
+    def request_stop(self, workspace: WorkspaceRef, name: str) -> None:
+        """Send the stop request (202 Accepted); completion is confirmed by listing.
+
+        On failure the exception carries ``earlier_statuses``: what azure-core's own earlier
+        attempts got (e.g. ``[500]`` before a 409: the first attempt may have been carried out).
+        """
+        self._action("begin_stop", workspace, name)
+
+    def request_start(self, workspace: WorkspaceRef, name: str) -> None:
+        """Send the start request (202 Accepted); completion is confirmed by listing (failures
+        carry ``earlier_statuses`` as in :meth:`request_stop`)."""
+        self._action("begin_start", workspace, name)
+
+    def _action(self, method: str, workspace: WorkspaceRef, name: str) -> None:
+        ops = self._ops(workspace.subscription_id)
+        statuses: List[int] = []
+
+        def call() -> None:
+            statuses.clear()
+            # The hook sees every attempt azure-core's RetryPolicy makes (it runs inside the retry loop).
+            getattr(ops, method)(
+                workspace.resource_group,
+                workspace.name,
+                name,
+                polling=False,
+                raw_response_hook=lambda response: statuses.append(response.http_response.status_code),
+            )
+
+        try:
+            # A 401 means the request was not authorized, so nothing happened: sending it again is safe.
+            self._once_more_on_401(f"{method[6:]} {workspace.key}/{name}", call)
+        except Exception as exc:
+            exc.earlier_statuses = statuses[:-1]  # type: ignore[attr-defined]
+            raise
+
+    def begin_create(self, workspace: WorkspaceRef, compute_instance: Any) -> Any:
+        """Create a compute instance (an azure.ai.ml.entities.ComputeInstance); returns the LROPoller."""
+        client = self.client(workspace.subscription_id)
+        scoped = type(client)(
+            self._credential,
+            workspace.subscription_id,
+            workspace.resource_group,
+            workspace.name,
+            polling_interval=self._polling_interval,
+            **self._client_kwargs,
+        )
+        return scoped.compute.begin_create_or_update(compute_instance)
+
+
+def _list_rg(client: Any, resource_group: str) -> Any:
+    # MLClient.workspaces.list(scope="resource_group") uses the client's own resource group, so a
+    # subscription-level client asks the generated operation directly.
+    from azure.ai.ml.entities import Workspace
+
+    rest_items = client.workspaces._operation.list_by_resource_group(resource_group)
+    return [Workspace._from_rest_object(item) for item in rest_items]
+
+
+def to_record(workspace: WorkspaceRef, entity: Any) -> ComputeInstanceRecord:
+    """Convert an azure-ai-ml ComputeInstance entity into our record."""
+    user = getattr(entity, "create_on_behalf_of", None)
+    last = getattr(entity, "last_operation", None) or {}
+    state = getattr(entity, "state", None)
+    idle = getattr(entity, "idle_time_before_shutdown_minutes", None)
+    return ComputeInstanceRecord(
+        workspace=workspace,
+        name=entity.name,
+        state=str(getattr(state, "value", state) or "Unknown"),
+        vm_size=entity.size or "",
+        location=entity.location or workspace.location,
+        tags=dict(entity.tags or {}),
+        assigned_user_object_id=getattr(user, "user_object_id", None) if user else None,
+        assigned_user_tenant_id=getattr(user, "user_tenant_id", None) if user else None,
+        idle_shutdown_minutes=int(idle) if idle else None,
+        last_operation=(last.get("operation_name") if isinstance(last, dict) else None),
+    )

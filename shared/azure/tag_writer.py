@@ -1,0 +1,229 @@
+"""Write or remove tags on an existing compute instance, and prove they stuck.
+
+Whether Azure ML lets anyone change the tags of an existing compute instance is UNCONFIRMED
+(shared/reference/FACTS.md, "Tags on an existing CI"): the compute PATCH body has no tags, and a
+full PUT of an existing CI may be refused. So there are two routes behind one interface:
+
+- ``tags_api`` (default): the generic ARM Tags API at the compute's scope,
+  ``PATCH {computeId}/providers/Microsoft.Resources/tags/default?api-version=2021-04-01`` with
+  ``{"operation": "Merge" | "Delete", "properties": {"tags": {...}}}`` (Azure/azure-rest-api-specs,
+  specification/resources/resource-manager/Microsoft.Resources/stable/2021-04-01/resources.json,
+  operation Tags_UpdateAtScope, body TagsPatchResource, 200 answer TagsResource). Sent through
+  azure-mgmt-core's ARMPipelineClient with the same credential, so azure-core's retry policy
+  (429/5xx, Retry-After) applies as it does to azure-ai-ml's own calls;
+- ``full_put``: GET the compute and PUT it back with the new tags through azure-ai-ml's generated
+  compute operations (``MLClient.compute._operation``, as :mod:`shared.azure.ml_gateway` uses);
+- ``auto``: the Tags API, falling back to the full PUT when the Tags API is refused (400/405)
+  or its write does not show on the compute.
+
+Either way the tags are then READ BACK from the compute itself (what the stop sweep reads), and
+:class:`TagWriteError` says so plainly if they did not stick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+
+from shared.exemption.policy import AUTO, FULL_PUT, TAG_WRITE_METHODS, TAGS_API
+from shared.models import WorkspaceRef
+
+log = logging.getLogger(__name__)
+
+ARM_ENDPOINT = "https://management.azure.com"
+ARM_SCOPE = "https://management.azure.com/.default"
+TAGS_API_VERSION = "2021-04-01"
+# Statuses meaning "this resource type does not take the Tags API": worth trying the full PUT.
+FALLBACK_STATUSES = (400, 405)
+
+
+class TagWriteError(RuntimeError):
+    """The tags could not be written, or were written but did not show on the compute."""
+
+
+@dataclass(frozen=True)
+class TagWriteResult:
+    """How the tags were written and what the compute shows afterwards."""
+
+    method: str  # tags_api or full_put: the route that worked
+    tags: Dict[str, str]  # the compute's tags as read back
+    fell_back: bool = False
+    detail: str = ""
+
+
+class TagWriter:
+    """Merge tags into, or delete tags from, an existing compute instance."""
+
+    def __init__(
+        self,
+        credential: Any,
+        gateway: Any,
+        method: str = TAGS_API,
+        *,
+        readback_attempts: int = 3,
+        readback_delay_seconds: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        endpoint: str = ARM_ENDPOINT,
+        pipeline_client: Any = None,
+    ):
+        if method not in TAG_WRITE_METHODS:
+            raise ValueError(f"tag write method must be one of {', '.join(TAG_WRITE_METHODS)}, not {method!r}")
+        self.method = method
+        self._credential = credential
+        self._gateway = gateway
+        self._attempts = max(1, readback_attempts)
+        self._delay = readback_delay_seconds
+        self._sleep = sleep
+        self._endpoint = endpoint.rstrip("/")
+        self._client = pipeline_client
+
+    # -- public interface ------------------------------------------------------------------
+    def merge(self, workspace: WorkspaceRef, name: str, tags: Mapping[str, str], current: Optional[Mapping[str, str]] = None) -> TagWriteResult:
+        """Add or update ``tags`` on the CI; every other tag stays as it is.
+
+        ``current`` (the CI's tags as last read) lets a key that exists in another letter case be
+        updated in place rather than duplicated (ARM tag names are case-insensitive).
+        """
+        wanted = _align_case(dict(tags), current or {})
+
+        def check(seen: Mapping[str, str]) -> List[str]:
+            return [f"{k}={v!r} (found {_lookup(seen, k)!r})" for k, v in wanted.items() if _lookup(seen, k) != v]
+
+        return self._write(workspace, name, "Merge", wanted, lambda have: {**_without(have, wanted), **wanted}, check)
+
+    def delete(self, workspace: WorkspaceRef, name: str, tag_names: Iterable[str], current: Optional[Mapping[str, str]] = None) -> TagWriteResult:
+        """Remove the named tags (any letter case) from the CI; every other tag stays as it is."""
+        doomed = {n.lower() for n in tag_names}
+        have = dict(current) if current is not None else self.read(workspace, name)
+        # Tags API "Delete" removes a tag whose name and value both match: send the values as they are.
+        present = {k: v for k, v in have.items() if k.lower() in doomed}
+        if not present:
+            return TagWriteResult(self.method, have, detail="none of the tags were present")
+
+        def check(seen: Mapping[str, str]) -> List[str]:
+            return [f"{k} is still present" for k in seen if k.lower() in doomed]
+
+        return self._write(workspace, name, "Delete", present, lambda now: {k: v for k, v in now.items() if k.lower() not in doomed}, check)
+
+    def read(self, workspace: WorkspaceRef, name: str) -> Dict[str, str]:
+        """The CI's tags as the compute resource shows them (what the stop sweep reads)."""
+        return dict(self._gateway.get_compute_instance(workspace, name).tags or {})
+
+    # -- the two routes --------------------------------------------------------------------
+    def _write(self, workspace, name, operation, tags, transform, check) -> TagWriteResult:
+        target = f"{workspace.name}/{name}"
+        if self.method == FULL_PUT:
+            return self._full_put_and_verify(workspace, name, transform, check, fell_back=False)
+        try:
+            self._tags_api_patch(workspace, name, operation, tags)
+        except _TagsApiRefused as exc:
+            if self.method != AUTO:
+                raise TagWriteError(
+                    f"the ARM Tags API refused to change tags on {target}: {exc}. "
+                    "If this resource type does not take the Tags API, set exemption.tag_write_method to 'auto' or 'full_put'."
+                ) from None
+            log.warning("The ARM Tags API refused tags on %s (%s); falling back to a full PUT of the compute", target, exc)
+            return self._full_put_and_verify(workspace, name, transform, check, fell_back=True)
+        problems = self._verify(workspace, name, check)
+        if not problems[1]:
+            return TagWriteResult(TAGS_API, problems[0])
+        if self.method == AUTO:
+            log.warning("The ARM Tags API accepted tags on %s but they did not show (%s); falling back to a full PUT", target, "; ".join(problems[1]))
+            return self._full_put_and_verify(workspace, name, transform, check, fell_back=True)
+        raise TagWriteError(
+            f"the ARM Tags API answered success for {target} but the compute does not show the change: {'; '.join(problems[1])}. "
+            "Set exemption.tag_write_method to 'auto' or 'full_put' (see README, 'Verify once, on a real CI, that exemption tags stick')."
+        )
+
+    def _full_put_and_verify(self, workspace, name, transform, check, *, fell_back: bool) -> TagWriteResult:
+        target = f"{workspace.name}/{name}"
+        try:
+            self._full_put(workspace, name, transform)
+        except Exception as exc:  # noqa: BLE001 - any refusal is reported the same way
+            raise TagWriteError(f"a full PUT of compute {target} to change its tags failed: {_describe(exc)}") from None
+        seen, problems = self._verify(workspace, name, check)
+        if problems:
+            raise TagWriteError(f"a full PUT of compute {target} succeeded but the tags did not stick: {'; '.join(problems)}")
+        return TagWriteResult(FULL_PUT, seen, fell_back, "fell back to a full PUT" if fell_back else "")
+
+    def _tags_api_patch(self, workspace: WorkspaceRef, name: str, operation: str, tags: Mapping[str, str]) -> None:
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, map_error
+        from azure.core.rest import HttpRequest
+        from azure.mgmt.core.exceptions import ARMErrorFormat
+
+        url = f"{self._endpoint}{workspace.arm_id}/computes/{name}/providers/Microsoft.Resources/tags/default"
+        body = {"operation": operation, "properties": {"tags": dict(tags)}}  # TagsPatchResource
+        request = HttpRequest("PATCH", url, params={"api-version": TAGS_API_VERSION}, json=body)
+        response = self._pipeline().send_request(request)
+        if response.status_code == 200:
+            return
+        if response.status_code in FALLBACK_STATUSES:
+            raise _TagsApiRefused(_describe(HttpResponseError(response=response, error_format=ARMErrorFormat)))
+        map_error(response.status_code, response, {401: ClientAuthenticationError, 404: ResourceNotFoundError})
+        raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+
+    def _full_put(self, workspace: WorkspaceRef, name: str, transform: Callable[[Dict[str, str]], Dict[str, str]]) -> None:
+        ops = self._gateway.client(workspace.subscription_id).compute._operation
+        rest = ops.get(workspace.resource_group, workspace.name, name)
+        rest.tags = transform(dict(rest.tags or {}))
+        # No client polling: the read-back below is the proof, as it is for the Tags API.
+        ops.begin_create_or_update(workspace.resource_group, workspace.name, name, rest, polling=False)
+
+    def _verify(self, workspace, name, check):
+        seen: Dict[str, str] = {}
+        problems: List[str] = []
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(self._delay)
+            seen = self.read(workspace, name)
+            problems = check(seen)
+            if not problems:
+                break
+        return seen, problems
+
+    def _pipeline(self) -> Any:
+        if self._client is None:
+            from azure.core.configuration import Configuration
+            from azure.core.pipeline import policies
+            from azure.mgmt.core import ARMPipelineClient
+            from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
+
+            config: Any = Configuration()
+            config.headers_policy = policies.HeadersPolicy()
+            config.user_agent_policy = policies.UserAgentPolicy(sdk_moniker="ci-governance")
+            config.proxy_policy = policies.ProxyPolicy()
+            config.redirect_policy = policies.RedirectPolicy()
+            config.retry_policy = policies.RetryPolicy()
+            config.authentication_policy = ARMChallengeAuthenticationPolicy(self._credential, ARM_SCOPE)
+            config.custom_hook_policy = policies.CustomHookPolicy()
+            config.logging_policy = policies.NetworkTraceLoggingPolicy()
+            config.http_logging_policy = ARMHttpLoggingPolicy()
+            self._client = ARMPipelineClient(base_url=self._endpoint, config=config)
+        return self._client
+
+
+class _TagsApiRefused(Exception):
+    """The Tags API answered 400/405 for this resource."""
+
+
+def _lookup(tags: Mapping[str, str], name: str) -> Optional[str]:
+    lowered = name.lower()
+    return next((v for k, v in tags.items() if k.lower() == lowered), None)
+
+
+def _without(tags: Mapping[str, str], names: Mapping[str, str]) -> Dict[str, str]:
+    drop = {k.lower() for k in names}
+    return {k: v for k, v in tags.items() if k.lower() not in drop}
+
+
+def _align_case(tags: Dict[str, str], current: Mapping[str, str]) -> Dict[str, str]:
+    existing = {k.lower(): k for k in current}
+    return {existing.get(k.lower(), k): v for k, v in tags.items()}
+
+
+def _describe(exc: BaseException) -> str:
+    from shared.azure.errors import describe_error
+
+    return describe_error(exc)

@@ -1,0 +1,201 @@
+"""Create one compute instance on request: check (pure policy), look, create, wait, report.
+
+Order matters, and each step is the cheapest that can still say no:
+
+1. everything :func:`shared.create.policy.decide_create` can judge without Azure (name, size,
+   idle time, identity, approval, scope): a refusal here makes no call at all;
+2. one GET of the name: if a compute instance of that name exists for the same user, say so and
+   change nothing (a repeated Teams post or a retried job is harmless); if it belongs to someone
+   else, or is another kind of compute, refuse;
+3. one list of the workspace to count the user's compute instances (``max_per_user``);
+4. the PUT (azure-ai-ml ``begin_create_or_update``), then wait for the long-running operation up
+   to ``create.timeout_seconds`` and report the final state or the service's own error message.
+
+Every run ends with exactly one outcome: created, would_create (dry run), already_exists,
+needs_approval, rejected or failed. Only ``failed`` (Azure refused or did not finish) makes the
+exit code 1: a rejection is the policy working, reported with its reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Dict, Optional, Tuple
+
+from shared.azure.ml_gateway import GatewayError, to_record
+from shared.create.policy import APPROVE, NEEDS_APPROVAL, REJECT, CreateDecision, CreateRequest, CreateSection, decide_create
+from shared.models import FAILED, ComputeInstanceRecord
+from shared.report import CIResult, RunReport
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RUNBOOK = "create_compute_instance"
+CREATED = "created"
+WOULD_CREATE = "would_create"  # dry run
+ALREADY_EXISTS = "already_exists"
+NEEDS_APPROVAL_OUTCOME = "needs_approval"
+REJECTED = "rejected"
+OUTCOMES = (CREATED, WOULD_CREATE, ALREADY_EXISTS, NEEDS_APPROVAL_OUTCOME, REJECTED, FAILED)
+_NOT_DONE = object()
+
+
+def build_compute_instance(request: CreateRequest, decision: CreateDecision) -> Any:
+    """The azure-ai-ml entity to create: size, assigned user, idle shutdown and tags.
+
+    azure-ai-ml turns it into the PUT body of Compute/createOrUpdate/ComputeInstance.json
+    (2023-08-01-preview): ``properties.properties.vmSize``, ``personalComputeInstanceSettings
+    .assignedUser.{objectId,tenantId}``, ``idleTimeBeforeShutdown`` ("PT60M") and top-level ``tags``.
+    """
+    from azure.ai.ml.entities import AssignedUserConfiguration, ComputeInstance
+
+    return ComputeInstance(
+        name=request.name,
+        size=decision.size,
+        create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=request.user_tenant_id, user_object_id=request.user_object_id),
+        idle_time_before_shutdown_minutes=decision.idle_minutes,
+        tags=dict(decision.tags),
+    )
+
+
+def service_message(exc: BaseException) -> str:
+    """The service's own ``code: message`` for an Azure error (not the HTTP status of a poll)."""
+    err = getattr(exc, "error", None)
+    code, message = getattr(err, "code", None), getattr(err, "message", None)
+    if message:
+        return f"{code}: {message}" if code else str(message)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_create(
+    gateway: Any,
+    request: CreateRequest,
+    settings: Settings,
+    *,
+    now: Optional[datetime] = None,
+    dry_run: bool = False,
+) -> RunReport:
+    """Handle one creation request and return its report (one result row)."""
+    now = now or datetime.now(timezone.utc)
+    section = settings.section("create", CreateSection)
+    report = RunReport(RUNBOOK, dry_run, started_at=now)
+    outcome, detail, state, decision = _handle(gateway, request, settings, section, dry_run)
+    report.results.append(_row(request, outcome, detail, state, decision))
+    report.extra["request_id"] = request.request_id or None
+    report.finish()
+    log.info("Create %s/%s: %s (%s)", request.workspace.name, request.name, outcome, detail)
+    return report
+
+
+def _handle(gateway: Any, request: CreateRequest, settings: Settings, section: CreateSection, dry_run: bool) -> Tuple[str, str, str, CreateDecision]:
+    decision = decide_create(request, section, settings.scope, settings.tags)
+    if decision.verdict == REJECT:
+        return REJECTED, f"rejected before contacting Azure: {decision.summary}", "", decision
+
+    try:
+        existing = _existing(gateway, request)
+    except GatewayError as exc:
+        return REJECTED, f"the name is taken: {exc}", "", decision
+    except Exception as exc:  # noqa: BLE001 - any read failure ends this request, reported
+        return FAILED, f"cannot read workspace {request.workspace.key}: {service_message(exc)}", "", decision
+    if existing is not None:
+        where = f"state {existing.state}, size {existing.vm_size}"
+        if (existing.assigned_user_object_id or "").lower() == request.user_object_id.lower():
+            return ALREADY_EXISTS, f"already exists for this user ({where}); nothing changed", existing.state, decision
+        return REJECTED, f"the name is taken by a compute instance assigned to someone else ({where}); choose another name", existing.state, decision
+
+    try:
+        mine = [ci for ci in gateway.list_compute_instances(request.workspace) if _same_user(ci, request)]
+    except Exception as exc:  # noqa: BLE001
+        return FAILED, f"cannot list compute instances in {request.workspace.key}: {service_message(exc)}", "", decision
+    decision = decide_create(request, section, settings.scope, settings.tags, user_instances=len(mine))
+    if decision.verdict == REJECT:
+        return REJECTED, decision.summary, "", decision
+    if decision.verdict == NEEDS_APPROVAL:
+        return NEEDS_APPROVAL_OUTCOME, f"{decision.summary}; nothing created", "", decision
+    assert decision.verdict == APPROVE
+    if dry_run:
+        return WOULD_CREATE, f"would create {decision.size} with idle shutdown after {decision.idle_minutes} min", "", decision
+    return (*_create(gateway, request, decision, section), decision)
+
+
+def _existing(gateway: Any, request: CreateRequest) -> Optional[ComputeInstanceRecord]:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return gateway.get_compute_instance(request.workspace, request.name)
+    except ResourceNotFoundError:
+        return None
+
+
+def _same_user(ci: ComputeInstanceRecord, request: CreateRequest) -> bool:
+    return (ci.assigned_user_object_id or "").lower() == request.user_object_id.lower()
+
+
+def _create(gateway: Any, request: CreateRequest, decision: CreateDecision, section: CreateSection) -> Tuple[str, str, str]:
+    entity = build_compute_instance(request, decision)
+    log.info(
+        "Creating %s in %s: size %s, idle %d min, for user %s",
+        request.name,
+        request.workspace.key,
+        decision.size,
+        decision.idle_minutes,
+        request.user_object_id,
+    )
+    try:
+        poller = gateway.begin_create(request.workspace, entity)
+    except Exception as exc:  # noqa: BLE001 - the service refused the PUT: its message is the answer
+        return FAILED, f"Azure refused the creation: {service_message(exc)}", ""
+    try:
+        poller.wait(section.timeout_seconds)  # re-raises a failure of the operation
+        created = poller.result() if poller.done() else _NOT_DONE
+    except Exception as exc:  # noqa: BLE001 - the operation failed: report the service's message
+        return FAILED, f"creation failed: {service_message(exc)}", _last_state(gateway, request)
+    if created is _NOT_DONE:
+        last = _last_state(gateway, request)
+        return (
+            FAILED,
+            f"creation not finished within {section.timeout_seconds:g} s (last seen {last}); Azure goes on creating it: repeat the request later to see it",
+            last,
+        )
+    record = to_record(request.workspace, created) if created is not None else None
+    state = record.state if record else _last_state(gateway, request)
+    if state != "Running":
+        return FAILED, f"creation ended in state {state}", state
+    return CREATED, f"created {decision.size}, assigned to {request.user_object_id}, idle shutdown after {decision.idle_minutes} min", state
+
+
+def _last_state(gateway: Any, request: CreateRequest) -> str:
+    try:
+        return gateway.get_compute_instance(request.workspace, request.name).state
+    except Exception as exc:  # noqa: BLE001 - only used to enrich a message
+        log.warning("Could not read %s after the creation attempt: %s", request.name, service_message(exc))
+        return "Unknown"
+
+
+def _row(request: CreateRequest, outcome: str, detail: str, state: str, decision: CreateDecision) -> CIResult:
+    extra: Dict[str, Any] = {
+        "requester": request.requester,
+        "owner": request.effective_owner,
+        "user_object_id": request.user_object_id,
+        "idle_minutes": decision.idle_minutes,
+        "verdict": decision.verdict,
+        "reasons": list(decision.reasons),
+    }
+    if decision.approved_by:
+        extra["approved_by"] = decision.approved_by
+    if outcome in (CREATED, WOULD_CREATE):
+        extra["tags"] = dict(decision.tags)
+    return CIResult(
+        subscription_id=request.workspace.subscription_id,
+        resource_group=request.workspace.resource_group,
+        workspace=request.workspace.name,
+        compute_instance=request.name,
+        state=state or "-",
+        outcome=outcome,
+        detail=detail,
+        vm_size=decision.size or request.size,
+        location=request.workspace.location,
+        extra=extra,
+    )

@@ -1,0 +1,317 @@
+"""Who may exempt a compute instance, and the one decision "record now / needs approval / reject".
+
+Settings section ``exemption`` (read with ``settings.section("exemption", ExemptionSection)``)::
+
+    {"max_hours": 72, "approvers": ["lead@contoso.com", "<object id>"], "allow_assigned_user": true,
+     "require_shared_secret": "X-CI-Governance-Secret", "time_zones": ["UTC", "Europe/Berlin"],
+     "default_time_zone": "UTC", "max_reason_length": 200, "tag_write_method": "tags_api",
+     "auto_approve_below": {"amount": 20, "currency": "USD"}}
+
+Cost rule: an exemption's estimated cost (list price of the CI's VM size x hours until it ends) below
+``auto_approve_below`` is recorded at once; at or above it, or when the cost is unknown, it needs an
+approver from ``approvers`` who is not the requester. ``null`` turns the rule off.
+
+Everything here is pure: no I/O (the price is looked up by the caller), so the runbook and the
+tests share one rule book.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from shared.errors import SettingsError
+from shared.exemption.request import ExemptionRequest, RequestRules, Responder
+from shared.models import ComputeInstanceRecord
+from shared.pricing.client import Money, PriceQuote, estimate_cost
+from shared.settings import Settings
+from shared.tags import MAX_TAG_VALUE, TagNames, read_exemption
+from shared.teams.inbound import Approval, listed
+from shared.times import format_instant, load_zone
+
+TAGS_API = "tags_api"
+FULL_PUT = "full_put"
+AUTO = "auto"
+TAG_WRITE_METHODS = (TAGS_API, FULL_PUT, AUTO)
+
+# Verdicts of decide_exemption.
+RECORD = "record"
+NEEDS_APPROVAL = "needs_approval"
+REJECT = "reject"
+
+# Any instant serves to read who recorded an exemption; a fixed one keeps decide_exemption clock-free.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+DEFAULT_TIME_ZONES = ("UTC", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney")
+
+
+@dataclass(frozen=True)
+class CostLimit:
+    """``exemption.auto_approve_below``: an amount in a currency (ISO 4217 code, as the Retail Prices API takes it)."""
+
+    amount: float
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.amount) or self.amount < 0:
+            raise ValueError(f"auto_approve_below.amount must be a number of at least 0, not {self.amount}")
+        if not _CURRENCY.match(self.currency):
+            raise ValueError(f"auto_approve_below.currency must be a three-letter code in capitals such as USD or EUR, not {self.currency!r}")
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+@dataclass(frozen=True)
+class ExemptionSection:
+    """Settings section ``exemption``.
+
+    - ``max_hours``: how far ahead an exemption may run (from the moment it is asked for);
+    - ``approvers``: UPNs or Entra object ids who may exempt any CI in scope;
+    - ``allow_assigned_user``: the CI's assigned user may exempt their own CI;
+    - ``require_shared_secret``: name of a request header that must carry ``teams.shared_secret``
+      (checked on webhook requests; None = no check);
+    - ``time_zones`` / ``default_time_zone``: the choices the request card offers;
+    - ``tag_write_method``: ``tags_api`` (ARM Tags API), ``full_put`` (GET + PUT of the compute) or
+      ``auto`` (Tags API, falling back to the full PUT when the Tags API is refused or ignored);
+    - ``readback_attempts`` / ``readback_delay_seconds``: how long to wait for written tags to show;
+    - ``auto_approve_below``: the cost rule's limit (:class:`CostLimit`), or None for no cost rule.
+    """
+
+    max_hours: float = 72.0
+    approvers: Tuple[str, ...] = ()
+    allow_assigned_user: bool = True
+    require_shared_secret: Optional[str] = None
+    time_zones: Tuple[str, ...] = DEFAULT_TIME_ZONES
+    default_time_zone: str = "UTC"
+    max_reason_length: int = 200  # what the request card allows
+    tag_write_method: str = TAGS_API
+    readback_attempts: int = 3
+    readback_delay_seconds: float = 2.0
+    auto_approve_below: Optional[CostLimit] = None
+
+    def __post_init__(self) -> None:
+        # Raised as ValueError; Settings.section turns it into a SettingsError naming the section.
+        if not 0 < self.max_hours <= 24 * 31:
+            raise ValueError(f"max_hours must be more than 0 and at most 744 (31 days), not {self.max_hours}")
+        if not 1 <= self.max_reason_length <= MAX_TAG_VALUE:
+            raise ValueError(f"max_reason_length must be 1 to {MAX_TAG_VALUE} (an Azure tag value holds {MAX_TAG_VALUE} characters)")
+        if self.tag_write_method not in TAG_WRITE_METHODS:
+            raise ValueError(f"tag_write_method must be one of {', '.join(TAG_WRITE_METHODS)}, not {self.tag_write_method!r}")
+        if not self.allow_assigned_user and not self.approvers:
+            raise ValueError("allow_assigned_user is false and approvers is empty: nobody could ask for an exemption")
+        if self.require_shared_secret is not None and not self.require_shared_secret.strip():
+            raise ValueError("require_shared_secret must be a header name such as X-CI-Governance-Secret, or null")
+        if self.readback_attempts < 1 or self.readback_delay_seconds < 0:
+            raise ValueError("readback_attempts must be at least 1 and readback_delay_seconds not negative")
+        for zone in (*self.time_zones, self.default_time_zone):
+            load_zone(zone)
+        if self.default_time_zone not in self.time_zones:
+            raise ValueError(f"default_time_zone {self.default_time_zone!r} must be one of time_zones")
+        if self.auto_approve_below is not None and not self.approvers:
+            raise ValueError("auto_approve_below is set but approvers is empty: nobody could approve a costlier exemption")
+
+    def rules(self) -> RequestRules:
+        """The validation limits for :func:`shared.exemption.request.validate_request`."""
+        return RequestRules(max_hours=self.max_hours, max_reason_length=self.max_reason_length)
+
+
+def load_section(settings: Settings) -> ExemptionSection:
+    """Read and check the ``exemption`` section, including what it needs from ``teams``."""
+    section = settings.section("exemption", ExemptionSection)
+    if section.require_shared_secret and not settings.teams.shared_secret:
+        raise SettingsError(f"exemption.require_shared_secret names header {section.require_shared_secret} but teams.shared_secret is not set")
+    return section
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """``verdict`` is RECORD, NEEDS_APPROVAL or REJECT; ``basis`` says why the requester may act."""
+
+    verdict: str
+    reasons: Tuple[str, ...] = ()
+    basis: str = ""
+    approved_by: str = ""  # the approver whose answer let it through, if one was given
+
+
+@dataclass(frozen=True)
+class ExemptionCost:
+    """What keeping a CI running from now until the exemption ends is estimated to cost.
+
+    ``quote`` None means unknown (the lookup failed, the size has no price, or the CI does not say
+    its size or region); ``unknown_reason`` then says which, in words for the card.
+    """
+
+    vm_size: str
+    region: str
+    hours: float
+    until: datetime
+    currency: str  # the currency asked for
+    quote: Optional[PriceQuote] = None
+    unknown_reason: str = ""
+
+    @property
+    def amount(self) -> Optional[Money]:
+        return estimate_cost(self.quote, self.hours)
+
+    @property
+    def text(self) -> str:
+        """``"≈ USD 12.34 until Tue 24 Nov 07:00 UTC at USD 1.03/h (Standard_NC6s_v3, westeurope)"``, or why it is unknown."""
+        money = self.amount
+        if money is None or self.quote is None:
+            return f"estimated cost unknown: {self.unknown_reason or 'no price'}"
+        hourly = Money(self.quote.hourly, self.quote.currency)
+        when = self.until.astimezone(timezone.utc).strftime("%a %d %b %H:%M UTC")
+        return f"\u2248 {money.format()} until {when} at {hourly.format()}/h ({self.quote.vm_size}, {self.quote.region})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """For the JSON summary: ``amount`` and ``hourly`` are null when unknown, and ``unknown_reason`` says why."""
+        money = self.amount
+        return {
+            "amount": round(money.amount, 2) if money else None,
+            "currency": money.currency if money else self.currency,
+            "hourly": self.quote.hourly if self.quote else None,
+            "hours": round(self.hours, 2),
+            "until": format_instant(self.until),
+            "vm_size": self.vm_size,
+            "region": self.region,
+            "text": self.text,
+            "unknown_reason": None if money else (self.unknown_reason or "no price"),
+        }
+
+
+def cost_gate(cost: Optional[ExemptionCost], limit: Optional[CostLimit]) -> Optional[str]:
+    """None when the cost rule lets a request through at once; else why it needs an approver.
+
+    An unknown cost is never "below": a price we could not look up must not let a GPU run all weekend.
+    """
+    if limit is None:
+        return None
+    who = "an approver who is not the requester must approve it"
+    money = cost.amount if cost is not None else None
+    if cost is None or money is None:
+        reason = cost.unknown_reason if cost is not None and cost.unknown_reason else "no price"
+        return f"The estimated cost is unknown ({reason}), so {who}."
+    if money.currency != limit.currency:
+        return f"The estimated cost is in {money.currency}, the limit in {limit.currency}: they cannot be compared, so {who}."
+    if money.amount < limit.amount:
+        return None
+    return f"The estimated cost {money.format()} is not below the auto-approval limit {limit.money.format()}, so {who}."
+
+
+def check_shared_secret(headers: Mapping[str, str], header_name: Optional[str], expected: Optional[str]) -> Optional[str]:
+    """None if the request may proceed, else the reason to refuse it.
+
+    With ``header_name`` unset there is nothing to check. The comparison is constant-time
+    (``hmac.compare_digest``) so the secret cannot be guessed from response timing.
+    """
+    if not header_name:
+        return None
+    if not expected:
+        # Settings validation refuses this combination; stay closed if it slips through.
+        return "The shared secret is not configured (teams.shared_secret), so no request can be trusted."
+    supplied = next((v for k, v in (headers or {}).items() if k.lower() == header_name.lower()), None)
+    if supplied is None:
+        return f"The request did not carry the {header_name} header."
+    if not isinstance(supplied, str) or not hmac.compare_digest(supplied.encode("utf-8"), expected.encode("utf-8")):
+        return f"The {header_name} header does not match the configured shared secret."
+    return None
+
+
+def is_approver(responder: Responder, section: ExemptionSection) -> bool:
+    """True if the responder's object id or UPN is in ``approvers`` (case-insensitive).
+
+    E-mail is not matched: the mail attribute is not guaranteed unique in a tenant, the UPN is.
+    """
+    return listed((responder.object_id, responder.user_principal_name), section.approvers)
+
+
+def is_assigned_user(responder: Responder, ci: ComputeInstanceRecord) -> bool:
+    """True if the responder is the CI's assigned user (object id, and tenant when both are known)."""
+    if not ci.assigned_user_object_id or ci.assigned_user_object_id.lower() != responder.object_id.lower():
+        return False
+    tenant = (ci.assigned_user_tenant_id or "").lower()
+    return not (tenant and responder.tenant_id and tenant != responder.tenant_id.lower())
+
+
+def is_same_person(a: Responder, b: Responder) -> bool:
+    """True if ``a`` and ``b`` are one person: by object id when both have one, else by UPN (case-insensitive)."""
+    if a.object_id and b.object_id:
+        return a.object_id.lower() == b.object_id.lower()
+    names_a = {a.user_principal_name.lower()} - {""}
+    return bool(names_a & ({b.user_principal_name.lower(), b.email.lower()} - {""}))
+
+
+def approval_problems(approval: Approval, requester: Responder, section: ExemptionSection) -> Tuple[str, ...]:
+    """Why ``approval`` does not let the request through (empty: it is a valid "Approve").
+
+    Self-approval is checked first, so a requester who presses Approve is told exactly that.
+    """
+    approver = Responder(object_id=approval.approver_object_id, user_principal_name=approval.approver_upn)
+    if is_same_person(approver, requester):
+        return (f"{approval.who}, you cannot approve your own request: another approver must.",)
+    if not is_approver(approver, section):
+        return (f"{approval.who} is not an approver (exemption.approvers), so their answer does not count.",)
+    if approval.rejected:
+        return (f"{approval.who} rejected the request: {approval.comments or '(no comment)'}",)
+    if not approval.approved:
+        return (f"The approval outcome '{approval.outcome}' is neither Approve nor Reject.",)
+    return ()
+
+
+def decide_exemption(
+    request: ExemptionRequest,
+    ci: ComputeInstanceRecord,
+    section: ExemptionSection,
+    names: TagNames = TagNames(),
+    cost: Optional[ExemptionCost] = None,
+) -> PolicyDecision:
+    """Record now, needs approval, or reject: the single place that decides (pure).
+
+    Who may act: the CI's assigned user (if allowed) or an approver; a cancellation may also come
+    from whoever recorded the current exemption. Then, for a request (not a cancellation): an
+    approval in the body must hold (an approver, not the requester, answering Approve); without
+    one, the cost rule decides (:func:`cost_gate`): below the limit it is recorded, else it needs
+    approval. ``cost`` None means "not estimated", which the cost rule treats as unknown.
+    """
+    basis = _basis(request, ci, section, names)
+    if not basis:
+        who = request.responder
+        allowed = "an approver" if not section.allow_assigned_user else "the compute instance's assigned user or an approver"
+        if section.allow_assigned_user and not ci.assigned_user_object_id:
+            allowed = "an approver (this compute instance has no assigned user)"
+        return PolicyDecision(REJECT, (f"{who.who} may not {'cancel' if request.is_cancel else 'request'} an exemption for {ci.name}: only {allowed} may.",))
+    if request.is_cancel:
+        return PolicyDecision(RECORD, basis=basis)
+    if request.approval is not None:
+        # An answer that was given always counts, even if the cost no longer needs it: a "Reject" is never overridden.
+        problems = approval_problems(request.approval, request.responder, section)
+        if problems:
+            return PolicyDecision(REJECT, problems, basis)
+        return PolicyDecision(RECORD, basis=basis, approved_by=request.approval.who)
+    why = cost_gate(cost, section.auto_approve_below)
+    if why:
+        return PolicyDecision(NEEDS_APPROVAL, (why,), basis)
+    return PolicyDecision(RECORD, basis=basis)
+
+
+def _basis(request: ExemptionRequest, ci: ComputeInstanceRecord, section: ExemptionSection, names: TagNames) -> str:
+    """Why the responder may act on ``ci`` at all ("" if they may not)."""
+    who = request.responder
+    if is_approver(who, section):
+        return "approver"
+    if section.allow_assigned_user and is_assigned_user(who, ci):
+        return "assigned user"
+    if request.is_cancel:
+        # read_exemption's status carries the exemption even when expired or partly malformed.
+        current = read_exemption(ci.tags, _EPOCH, names).exemption
+        if current is not None and current.by and current.by.lower() in {who.user_principal_name.lower(), who.email.lower()} - {""}:
+            return "requester of the current exemption"
+    return ""

@@ -1,0 +1,444 @@
+"""Handle one exemption request from Teams, end to end.
+
+shared secret -> validate (pure) -> look up the workspace and the CI -> estimate the cost (list
+price x hours until the end) -> decide (pure: record now, needs approval, reject) -> idempotency ->
+write tags (merge; other tags untouched) -> answer card.
+
+A request that needs approval is answered with the pending card, whose Approve / Reject buttons send
+back what the answer flow needs to re-send the request with the approver's answer (the ``approval``
+object); the runbook then verifies that answer (README, "Cost-aware approval").
+
+Everything that can refuse a request does so BEFORE any write. The answer card goes to
+``settings.teams.workflow_url``; failing to post it is logged and reported, and never undoes a
+write. The run ends with a report of one CI and its outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from shared.automation.webhook import SOURCE_DIRECT, InboundRequest
+from shared.azure.discovery import workspace_in_scope
+from shared.azure.errors import describe_error
+from shared.azure.tag_writer import TagWriteError, TagWriter
+from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, ExemptionSection, PolicyDecision, check_shared_secret, decide_exemption
+from shared.exemption.request import REQUEST, ExemptionRequest, Validation, validate_request
+from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.pricing.client import RetailPriceClient, hours_until
+from shared.pricing.cost import PricingSection, make_client
+from shared.report import CIResult, RunReport
+from shared.settings import Settings
+from shared.tags import Exemption, TagNames, clean_text, exemption_tags, read_exemption, tag_value, validate_tag_value
+from shared.times import load_zone
+
+log = logging.getLogger(__name__)
+
+RUNBOOK = "handle_exemption_request"
+
+# Outcomes of an exemption run (one per run).
+EXEMPTED = "exempted"
+ALREADY_RECORDED = "already_recorded"
+CANCELLED = "cancelled"
+PENDING_APPROVAL = "pending_approval"
+FORM_SENT = "form_sent"
+REJECTED = "rejected"
+FAILED = "failed"
+
+# The "Try again" button of the rejection card asks for a fresh request form.
+FORM_ACTION = "request_exemption_form"
+# What the pending card's Approve / Reject buttons send; the answer flow turns it into the request
+# body plus "approval" before it reaches the runbook, so arriving here as-is means the flow skipped that.
+APPROVAL_ACTION = "exemption_approval"
+
+Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames, Optional[ExemptionCost]], PolicyDecision]
+
+
+@dataclass
+class ExemptionReport(RunReport):
+    """A run report whose exit code also says "refused": 0 done, 1 rejected or failed, 2 unusable input."""
+
+    unusable_input: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.unusable_input:
+            return 2
+        return 1 if self.failed or any(r.outcome == REJECTED for r in self.results) else 0
+
+
+@dataclass
+class _Outcome:
+    """What happened, and the card that answers it."""
+
+    outcome: str
+    detail: str
+    card: str
+    context: Dict[str, Any]
+    ci: Optional[ComputeInstanceRecord] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def handle_request(
+    inbound: InboundRequest,
+    settings: Settings,
+    section: ExemptionSection,
+    gateway: Any,
+    tag_writer: TagWriter,
+    *,
+    now: Optional[datetime] = None,
+    session: Any = None,
+    prices: Optional[RetailPriceClient] = None,
+    decide: Decide = decide_exemption,
+) -> ExemptionReport:
+    """Process one request and post the answer card; returns the run's report.
+
+    ``prices`` looks up hourly prices (default: :func:`price_client` for these settings).
+    """
+    now = now or datetime.now(timezone.utc)
+    report = ExemptionReport(RUNBOOK, False, started_at=now)
+    data = inbound.body.get("data") if isinstance(inbound.body, Mapping) else None
+    action = data.get("action") if isinstance(data, Mapping) else None
+    report.extra["request"] = _request_summary(inbound)
+    log.info("Exemption request via %s (%s): action %s", inbound.origin, inbound.source, clean_text(repr(action), 80))
+
+    validation: Optional[Validation] = None
+    secret_problem = (
+        None if inbound.source == SOURCE_DIRECT else check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
+    )
+    if secret_problem:
+        result = _rejected([secret_problem], {})
+    elif action == FORM_ACTION:
+        result = _Outcome(FORM_SENT, "sent a new request form", "exemption_request", form_context(section, now))
+    elif action == APPROVAL_ACTION:
+        problem = (
+            "This is the pending card's Approve/Reject answer as Teams sent it: the answer flow must turn it into the request "
+            "with its 'approval' before calling the webhook (README, Cost-aware approval)."
+        )
+        result = _rejected([problem], {})
+    else:
+        validation = validate_request(inbound.body, now, section.rules())
+        if not validation.ok:
+            result = _rejected(list(validation.reasons), _asked_context(validation.asked))
+        else:
+            assert validation.request is not None
+            prices = prices if prices is not None else price_client(settings, section)
+            result = _process(validation.request, settings, section, gateway, tag_writer, now, decide, prices)
+
+    asked = validation.asked if validation else {}
+    request = validation.request if validation else None
+    report.results.append(_result_row(result, request, asked))
+    report.extra.update(result.extra)
+    # Always present, so the flow (or an operator) can branch on them without checking for keys.
+    report.extra.setdefault("cost", None)
+    report.extra["needs_approval"] = result.outcome == PENDING_APPROVAL
+    report.extra["auto_approve_below"] = asdict(section.auto_approve_below) if section.auto_approve_below else None
+    report.extra["answer_card"] = result.card
+    report.extra["answer_posted"] = post_answer(result.card, result.context, settings, session=session)
+    log.info("Outcome: %s (%s)", result.outcome, result.detail)
+    report.finish()
+    return report
+
+
+def reject_unreadable(message: str, settings: Settings, *, now: Optional[datetime] = None, session: Any = None) -> ExemptionReport:
+    """Report (exit code 2) and answer a request that could not even be read (bad JSON, no request)."""
+    now = now or datetime.now(timezone.utc)
+    report = ExemptionReport(RUNBOOK, False, started_at=now, unusable_input=True)
+    log.error("Unusable request: %s", message)
+    reasons = [f"The request could not be read: {message}."]
+    report.results.append(CIResult("", "", "-", "-", "", REJECTED, reasons[0]))  # "-": nothing could be read
+    report.extra.update({"cost": None, "needs_approval": False})
+    report.extra["answer_card"] = "exemption_rejected"
+    report.extra["answer_posted"] = post_answer("exemption_rejected", {"reasons": reasons}, settings, session=session)
+    report.finish()
+    return report
+
+
+def post_answer(card_name: str, context: Mapping[str, Any], settings: Settings, *, session: Any = None) -> bool:
+    """Render and post an answer card; False (logged) when it is not configured, not renderable or refused."""
+    from shared.teams.cards import CardError, render_card
+    from shared.teams.client import TeamsWorkflowClient
+
+    if not settings.teams.workflow_url:
+        log.warning("teams.workflow_url is not set: the %s answer is not posted", card_name)
+        return False
+    try:
+        card = render_card(card_name, **context)
+    except CardError as exc:
+        log.error("Could not render the %s card: %s", card_name, exc)
+        return False
+    result = TeamsWorkflowClient(settings.teams.workflow_url, session=session).post_card(card)
+    if not result.ok:
+        log.error("Could not post the %s card to Teams: %s", card_name, result.error)
+    return result.ok
+
+
+def price_client(settings: Settings, section: ExemptionSection, session: Any = None) -> RetailPriceClient:
+    """The Retail Prices client for exemption estimates.
+
+    In the cost rule's currency, so estimate and limit compare; without a rule, in ``pricing.currency``
+    (what the nightly report uses). Raises SettingsError for a bad ``pricing`` section.
+    """
+    pricing = settings.section("pricing", PricingSection)
+    if section.auto_approve_below is not None:
+        pricing = replace(pricing, currency=section.auto_approve_below.currency)
+    return make_client(pricing, session)
+
+
+def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord, prices: RetailPriceClient, now: datetime) -> ExemptionCost:
+    """The list-price cost of ``ci`` running from ``now`` until the request's end; never raises (unknown instead)."""
+    assert request.until is not None
+    size, region = ci.vm_size or "", ci.location or ""
+    quote, reason = None, ""
+    missing = [what for what, value in (("VM size", size), ("region", region)) if not value]
+    if missing:
+        reason = f"the compute instance does not report its {' or '.join(missing)}"
+    else:
+        try:
+            quote = prices.hourly_price(size, region)
+        except Exception as exc:  # noqa: BLE001 - hourly_price promises not to raise; a cost must never crash the run
+            reason = f"the price lookup failed: {describe_error(exc)}"
+        if quote is None and not reason:
+            # The client logs the exact cause (HTTP error, no Linux pay-as-you-go item) in the job output.
+            reason = f"no list price for {size} in {region} (the lookup failed or the size has no Linux pay-as-you-go price; see the job log)"
+    cost = ExemptionCost(size, region, hours_until(now, request.until), request.until, prices.currency, quote, reason)
+    log.info("Estimated cost of %s: %s", ci.key, cost.text)
+    return cost
+
+
+def approval_card_data(request: ExemptionRequest) -> Dict[str, Any]:
+    """What the pending card's Approve / Reject buttons carry: the request's inputs as the request card
+    sent them, its requester and message id, so the answer flow can re-send the request with the answer."""
+    assert request.until is not None
+    local = request.until.astimezone(load_zone(request.time_zone))
+    who = request.responder
+    return {
+        "request": {
+            "action": REQUEST,
+            "workspace": request.workspace.key,
+            "compute_instance": request.compute_instance,
+            "until_date": local.strftime("%Y-%m-%d"),
+            "until_time": local.strftime("%H:%M" if local.second == 0 else "%H:%M:%S"),
+            "time_zone": request.time_zone,
+            "reason": request.reason,
+        },
+        "requester": {
+            "objectId": who.object_id,
+            "tenantId": who.tenant_id,
+            "email": who.email,
+            "userPrincipalName": who.user_principal_name,
+            "displayName": who.display_name,
+        },
+        "request_message_id": request.message_id,
+    }
+
+
+def form_context(section: ExemptionSection, now: datetime) -> Dict[str, Any]:
+    """Context of the ``exemption_request`` form card."""
+    return {
+        "workspaces": [],
+        "time_zones": list(section.time_zones),
+        "default_time_zone": section.default_time_zone,
+        "max_hours": int(section.max_hours),
+        "min_date": now.astimezone(timezone.utc).strftime("%Y-%m-%d"),
+    }
+
+
+# -- the steps ----------------------------------------------------------------------------
+
+
+def _process(
+    request: ExemptionRequest,
+    settings: Settings,
+    section: ExemptionSection,
+    gateway: Any,
+    writer: TagWriter,
+    now: datetime,
+    decide: Decide,
+    prices: RetailPriceClient,
+) -> _Outcome:
+    asked = _request_context(request)
+    found, problem, failed = _lookup(request, settings, gateway)
+    if found is None:
+        return _failed(problem, asked) if failed else _rejected([problem], asked)
+    ci = found
+    cost = None if request.is_cancel else estimate_exemption_cost(request, ci, prices, now)
+    result = _decided(request, ci, decide(request, ci, section, settings.tags, cost), section, settings.tags, writer, now, cost)
+    if cost is not None:
+        result.extra["cost"] = cost.to_dict()
+    if request.approval is not None:
+        approval = request.approval
+        result.extra["approval"] = {"approver": approval.who, "outcome": approval.outcome, "comments": approval.comments}
+    return result
+
+
+def _decided(
+    request: ExemptionRequest,
+    ci: ComputeInstanceRecord,
+    decision: PolicyDecision,
+    section: ExemptionSection,
+    names: TagNames,
+    writer: TagWriter,
+    now: datetime,
+    cost: Optional[ExemptionCost],
+) -> _Outcome:
+    asked = {**_request_context(request), **({"cost_text": cost.text} if cost else {})}
+    if decision.verdict == REJECT:
+        return _rejected(list(decision.reasons), asked, ci)
+    if decision.verdict == NEEDS_APPROVAL:
+        context = {**asked, "approvers": list(section.approvers), "approval_request": approval_card_data(request)}
+        return _Outcome(PENDING_APPROVAL, "; ".join(decision.reasons) or "waiting for an approver", "exemption_pending_approval", context, ci)
+    log.info("%s may act on %s as %s", request.responder.who, ci.key, decision.basis)
+    if request.is_cancel:
+        return _cancel(request, ci, names, writer)
+    return _record(request, ci, names, writer, now, asked, decision.approved_by)
+
+
+def _lookup(request: ExemptionRequest, settings: Settings, gateway: Any) -> Tuple[Optional[ComputeInstanceRecord], str, bool]:
+    """``(ci, problem, failed)``: the CI, or why not and whether that is our failure (not the request's)."""
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+    from shared.azure.ml_gateway import GatewayError
+
+    ws = request.workspace
+    scope = settings.scope
+    if scope.subscriptions and (ws.subscription_id.lower() not in {s.lower() for s in scope.subscriptions} or not workspace_in_scope(ws, scope)):
+        return None, f"Workspace {ws.key} is not managed by CI governance.", False
+    try:
+        found = [w for w in gateway.list_workspaces(ws.subscription_id, ws.resource_group) if w.same_as(ws)]
+    except (ResourceNotFoundError, HttpResponseError) as exc:
+        if isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) in (403, 404):
+            return None, f"Workspace {ws.key} was not found (or this automation cannot see it).", False
+        return None, f"Could not look up workspace {ws.key}: {describe_error(exc)}", True
+    except Exception as exc:  # noqa: BLE001 - network and SDK failures are ours, not the requester's
+        return None, f"Could not look up workspace {ws.key}: {describe_error(exc)}", True
+    if not found:
+        return None, f"Workspace {ws.key} was not found.", False
+    workspace = found[0]
+    try:
+        return gateway.get_compute_instance(workspace, request.compute_instance), "", False
+    except ResourceNotFoundError:
+        return None, f"Compute instance {request.compute_instance} was not found in workspace {workspace.name}.", False
+    except GatewayError as exc:
+        return None, str(exc), False
+    except Exception as exc:  # noqa: BLE001
+        return None, f"Could not read compute instance {request.compute_instance}: {describe_error(exc)}", True
+
+
+def _record(
+    request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter, now: datetime, context: Dict[str, Any], approved_by: str
+) -> _Outcome:
+    assert request.until is not None
+    context = {**context, "approved_by": approved_by or None}
+    current = read_exemption(ci.tags, now, names).exemption
+    if request.message_id and current is not None and current.request_id == request.message_id and current.until == request.until:
+        return _Outcome(
+            ALREADY_RECORDED, f"already recorded: exempt until {request.until_text} (message {request.message_id})", "exemption_approved", context, ci
+        )
+    tags = exemption_tags(Exemption(until=request.until, by=request.responder.who, reason=request.reason, request_id=request.message_id), names)
+    if approved_by or tag_value(ci.tags, names.exempt_approved_by) is not None:
+        # Emptied rather than left: a new exemption must not inherit an earlier one's approver.
+        tags[names.exempt_approved_by] = validate_tag_value(clean_text(approved_by))
+    try:
+        written = writer.merge(ci.workspace, ci.name, tags, current=ci.tags)
+    except Exception as exc:  # noqa: BLE001 - TagWriteError or an Azure error: reported, nothing else to undo
+        return _failed(f"The exemption could not be recorded: {_write_problem(exc)}", context, ci)
+    how = f"{written.method}, after falling back" if written.fell_back else written.method
+    approval = f", approved by {approved_by}" if approved_by else ""
+    detail = f"exempt until {request.until_text} by {request.responder.who}{approval} (tags written with {how})"
+    extra = {"tag_write_method": written.method, "tag_write_fell_back": written.fell_back, "approved_by": approved_by or None}
+    return _Outcome(EXEMPTED, detail, "exemption_approved", context, ci, extra)
+
+
+def _cancel(request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter) -> _Outcome:
+    ours = [k for k in ci.tags if k.lower() in {n.lower() for n in names.exemption_keys}]
+    until = tag_value(ci.tags, names.exempt_until)
+    context: Dict[str, Any] = {
+        "workspace": request.workspace.key,
+        "compute_instance": ci.name,
+        "cancelled_by": request.responder.who,
+        "until_utc": until,
+    }
+    if not ours:
+        return _Outcome(CANCELLED, "had no exemption: nothing to remove", "exemption_cancelled", context, ci)
+    try:
+        written = writer.delete(ci.workspace, ci.name, names.exemption_keys, current=ci.tags)
+    except Exception as exc:  # noqa: BLE001
+        return _failed(f"The exemption could not be removed: {_write_problem(exc)}", _request_context(request), ci)
+    return _Outcome(
+        CANCELLED,
+        f"exemption removed by {request.responder.who} (was until {until or 'unknown'})",
+        "exemption_cancelled",
+        context,
+        ci,
+        {"tag_write_method": written.method, "tag_write_fell_back": written.fell_back},
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _rejected(reasons: List[str], asked: Dict[str, Any], ci: Optional[ComputeInstanceRecord] = None) -> _Outcome:
+    return _Outcome(REJECTED, " ".join(reasons), "exemption_rejected", {"reasons": reasons, **asked}, ci)
+
+
+def _failed(problem: str, asked: Dict[str, Any], ci: Optional[ComputeInstanceRecord] = None) -> _Outcome:
+    log.error("%s", problem)
+    return _Outcome(FAILED, problem, "exemption_rejected", {"reasons": [problem], **asked}, ci)
+
+
+def _write_problem(exc: BaseException) -> str:
+    # TagWriteError messages are written for people already; Azure errors get one tidy line.
+    return str(exc) if isinstance(exc, TagWriteError) else describe_error(exc)
+
+
+def _request_context(request: ExemptionRequest) -> Dict[str, Any]:
+    """What the answer cards echo of a valid request."""
+    context: Dict[str, Any] = {"workspace": request.workspace.key, "compute_instance": request.compute_instance, "requested_by": request.responder.who}
+    if request.until is not None:
+        context.update({"until_utc": request.until_text, "until_local": request.until_local, "reason": request.reason})
+    return context
+
+
+def _asked_context(asked: Mapping[str, str]) -> Dict[str, Any]:
+    """What the rejection card echoes of an invalid request (already cleaned and cut)."""
+    out: Dict[str, Any] = {k: asked[k] for k in ("workspace", "compute_instance", "reason") if k in asked}
+    when = " ".join(asked[k] for k in ("until_date", "until_time", "time_zone") if k in asked)
+    if when:
+        out["until_local"] = when
+    return out
+
+
+def _result_row(result: _Outcome, request: Optional[ExemptionRequest], asked: Mapping[str, str]) -> CIResult:
+    ci = result.ci
+    if ci is not None:
+        ws: WorkspaceRef = ci.workspace
+        name, state, size, location = ci.name, ci.state, ci.vm_size, ci.location
+    else:
+        ws = request.workspace if request else _workspace_guess(asked.get("workspace", ""))
+        name = request.compute_instance if request else asked.get("compute_instance", "-")
+        state, size, location = "", "", ""
+    exempt_until = request.until_text if request and result.outcome in (EXEMPTED, ALREADY_RECORDED) else None
+    exempt_by = request.responder.who if request and result.outcome in (EXEMPTED, ALREADY_RECORDED) else None
+    return CIResult(ws.subscription_id, ws.resource_group, ws.name, name, state, result.outcome, result.detail, size, location, exempt_until, exempt_by)
+
+
+def _workspace_guess(key: str) -> WorkspaceRef:
+    parts = key.split("/") if key.count("/") == 2 else ["", "", key or "-"]
+    return WorkspaceRef(parts[0], parts[1], parts[2])
+
+
+def _request_summary(inbound: InboundRequest) -> Dict[str, Any]:
+    body = inbound.body if isinstance(inbound.body, Mapping) else {}
+    responder = body.get("responder") if isinstance(body.get("responder"), Mapping) else {}
+    message_id = body.get("messageId")
+    who = responder.get("userPrincipalName") or responder.get("email") or responder.get("objectId")
+    return {
+        "source": inbound.source,
+        "origin": inbound.origin,
+        "webhook": inbound.webhook_name,
+        "message_id": message_id if isinstance(message_id, str) else None,
+        "responder": who if isinstance(who, str) else None,
+    }

@@ -1,0 +1,48 @@
+"""Post the stop sweep's nightly summary card to the configured Teams workflow."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+from shared.report import RunReport
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def summary_context(report: RunReport) -> Dict[str, Any]:
+    """The ``summary`` context of the ``nightly_summary`` card, built from a sweep report."""
+    data = report.to_dict()
+    return {
+        "started_at": data["started_at"],
+        "finished_at": data["finished_at"],
+        "dry_run": report.dry_run,
+        "counts": data["counts"],
+        "items": [
+            {"workspace": r["workspace"], "compute_instance": r["compute_instance"], "outcome": r["outcome"], "detail": r["detail"]} for r in data["results"]
+        ]
+        + [{"workspace": e["scope"], "compute_instance": "-", "outcome": "failed", "detail": e["error"]} for e in data["errors"]],
+        "expiring": report.extra.get("expiring_exemptions", []),
+        **({"cost_avoided_text": report.extra["cost_avoided_text"]} if report.extra.get("cost_avoided_text") else {}),
+    }
+
+
+def post_nightly_summary(report: RunReport, settings: Settings, *, session: Optional[Any] = None) -> bool:
+    """Render and post the summary card; a failure is logged and recorded, never raised."""
+    from shared.teams.cards import CardError, render_card
+    from shared.teams.client import TeamsWorkflowClient
+
+    try:
+        card = render_card("nightly_summary", summary=summary_context(report))
+    except CardError as exc:
+        log.error("Could not render the nightly summary card: %s", exc)
+        report.extra["teams_summary_posted"] = False
+        return False
+    result = TeamsWorkflowClient(settings.teams.workflow_url or "", session=session).post_card(card)
+    report.extra["teams_summary_posted"] = result.ok
+    if result.ok:
+        log.info("Posted the nightly summary card to Teams (%d attempt(s))", result.attempts)
+    else:
+        log.error("Could not post the nightly summary card to Teams: %s", result.error)
+    return result.ok
