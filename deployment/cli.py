@@ -33,7 +33,8 @@ from deployment.observe import read_account, read_state
 from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel
 from deployment.plan import make_plan
 from deployment.roles import role_guidance, scopes_from_settings
-from shared.sections import SettingsError, check_settings_document
+from shared.errors import SettingsError
+from shared.sections import check_settings_document
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAS_ENV = "CI_GOVERNANCE_WHEEL_CONTAINER_SAS"

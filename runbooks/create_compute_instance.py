@@ -35,12 +35,13 @@ from shared.automation.output import configure_logging, emit_report, parse_and_l
 from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
-from shared.create.policy import CreateRequest, CreateSection
+from shared.create.policy import CreateRequest
 from shared.create.request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
 from shared.create.run import RUNBOOK, run_create
 from shared.errors import SettingsError, UsageError
 from shared.exemption.policy import check_shared_secret
 from shared.models import WorkspaceRef
+from shared.sections import CreateSection
 from shared.settings import Settings
 
 log = logging.getLogger("ci_governance." + RUNBOOK)

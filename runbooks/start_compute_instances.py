@@ -28,7 +28,7 @@ from shared.automation.output import configure_logging, emit_report, parse_and_l
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.errors import SettingsError, UsageError
-from shared.start.policy import StartSection
+from shared.sections import StartSection
 from shared.start.run import RUNBOOK, run_start_sweep
 
 log = logging.getLogger("ci_governance." + RUNBOOK)

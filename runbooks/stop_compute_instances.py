@@ -28,7 +28,7 @@ from shared.automation.output import configure_logging, emit_report, parse_and_l
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.errors import SettingsError, UsageError
-from shared.pricing.cost import PricingSection
+from shared.sections import PricingSection
 from shared.stop.run import run_stop_sweep
 from shared.stop.summary import post_nightly_summary
 

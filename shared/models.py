@@ -77,3 +77,28 @@ STOPPED_STATES = ("Stopped", "Stopping")
 TRANSITION_STATES = ("Creating", "Deleting", "Restarting", "Resizing", "SettingUp", "Starting", "UserSettingUp")
 # States that mean something is wrong with the CI: never touched, reported for a human.
 FAILED_STATES = ("CreateFailed", "SetupFailed", "UserSetupFailed", "Unusable", "Unknown")
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in one currency. Adding amounts in different currencies raises ValueError."""
+
+    amount: float
+    currency: str
+
+    def __add__(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            return NotImplemented
+        if other.currency != self.currency:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}")
+        return Money(self.amount + other.amount, self.currency)
+
+    def __radd__(self, other: object) -> Money:
+        # Lets sum() start from its default 0.
+        if other == 0:
+            return self
+        return self.__add__(other)
+
+    def format(self) -> str:
+        """The amount for people, e.g. ``"USD 12.34"``."""
+        return f"{self.currency} {self.amount:.2f}"

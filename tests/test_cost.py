@@ -18,8 +18,9 @@ from runbooks import stop_compute_instances
 from shared.errors import SettingsError
 from shared.models import EXEMPT, STOPPED, WOULD_STOP
 from shared.pricing.client import PriceQuote
-from shared.pricing.cost import CostEstimate, PriceLookups, PricingSection, avoided_text, hours_avoided, make_client, next_morning, price_results
+from shared.pricing.cost import CostEstimate, PriceLookups, avoided_text, hours_avoided, make_client, next_morning, price_results
 from shared.report import CIResult, RunReport
+from shared.sections import PricingSection
 from shared.settings import encode_settings, settings_from_dict
 from shared.teams.cards import iter_elements
 from tests.cardcheck import assert_valid_card

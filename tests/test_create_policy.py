@@ -7,23 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from shared.create.policy import (
-    APPROVE,
-    NAME_CARD_REGEX,
-    NEEDS_APPROVAL,
-    REJECT,
-    Approval,
-    CreateRequest,
-    CreateSection,
-    approved_by_tag,
-    decide_create,
-    match_size,
-    name_problems,
-)
+from shared.create.policy import APPROVE, NAME_CARD_REGEX, NEEDS_APPROVAL, REJECT, CreateRequest, approved_by_tag, decide_create, match_size, name_problems
 from shared.errors import SettingsError
 from shared.models import WorkspaceRef
+from shared.sections import CreateSection
 from shared.settings import Scope, settings_from_dict
 from shared.tags import TagNames
+from shared.teams.inbound import Approval
 
 SUB = "11111111-1111-4111-8111-111111111111"
 OTHER_SUB = "22222222-2222-4222-8222-222222222222"

@@ -10,9 +10,9 @@ import pytest
 from fake_azure import Fault
 from fake_azure.ml import FakeMachineLearning
 from runbooks import create_compute_instance
-from shared.create.policy import CreateSection
 from shared.create.request import RequestError, request_card_context, request_from_teams
 from shared.models import WorkspaceRef
+from shared.sections import CreateSection
 from shared.settings import encode_settings
 from shared.tags import TagNames
 from shared.teams.cards import iter_elements, render_card

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared.models import ALREADY_STOPPED, EXEMPT, FAILED_STATES, SKIPPED, STOPPED, TRANSITION_STATES, ComputeInstanceRecord, WorkspaceRef
-from shared.stop.policy import StopPolicy, decide_stop
+from shared.sections import StopPolicy
+from shared.stop.policy import decide_stop
 from shared.tags import TagNames
 from shared.times import format_instant
 

@@ -19,10 +19,11 @@ from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.server import Fault
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request
-from shared.exemption.policy import NEEDS_APPROVAL, RECORD, REJECT, CostLimit, ExemptionCost, ExemptionSection, cost_gate, decide_exemption
+from shared.exemption.policy import NEEDS_APPROVAL, RECORD, REJECT, ExemptionCost, cost_gate, decide_exemption
 from shared.exemption.request import validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.pricing.client import PriceQuote
+from shared.sections import CostLimit, ExemptionSection
 from shared.settings import encode_settings
 from shared.teams.inbound import Approval
 from tests.cardcheck import assert_valid_card

@@ -9,9 +9,10 @@ from typing import Any, Dict, Optional
 import pytest
 
 from shared.errors import SettingsError
-from shared.exemption.policy import RECORD, REJECT, ExemptionSection, check_shared_secret, decide_exemption, is_approver, load_section
-from shared.exemption.request import CANCEL, REQUEST, RequestRules, Responder, validate_request
+from shared.exemption.policy import RECORD, REJECT, check_shared_secret, decide_exemption, is_approver, load_section
+from shared.exemption.request import CANCEL, REQUEST, Responder, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.sections import ExemptionSection, RequestRules
 from shared.settings import settings_from_dict
 from shared.tags import TagNames
 from shared.times import local_to_utc

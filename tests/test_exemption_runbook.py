@@ -15,8 +15,9 @@ from runbooks import handle_exemption_request, stop_compute_instances
 from shared.automation.webhook import InboundRequest
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.azure.tag_writer import TagWriter
-from shared.exemption.policy import NEEDS_APPROVAL, ExemptionSection, PolicyDecision
+from shared.exemption.policy import NEEDS_APPROVAL, PolicyDecision
 from shared.exemption.run import handle_request
+from shared.sections import ExemptionSection
 from shared.settings import encode_settings, settings_from_dict
 from shared.tags import TagNames, read_exemption
 from shared.teams.cards import iter_elements

@@ -25,10 +25,10 @@ from responses import matchers
 
 from fake_azure.retail_prices import EXCHANGE_RATES, FakeRetailPrices, load_default_catalog, parse_filter
 from fake_azure.server import FakeArmServer, Fault
+from shared.models import Money
 from shared.pricing.client import (
     API_VERSION,
     RETAIL_PRICES_URL,
-    Money,
     PriceQuote,
     RetailPriceClient,
     choose_linux_payg,

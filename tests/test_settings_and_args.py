@@ -9,8 +9,8 @@ import pytest
 from shared.automation.args import common_parser, flatten_argv
 from shared.automation.output import parse_and_load
 from shared.errors import SettingsError, UsageError
+from shared.sections import StopSection
 from shared.settings import encode_settings, load_settings, settings_from_dict
-from shared.stop.run import StopSection
 
 SUB = "11111111-1111-4111-8111-111111111111"
 

@@ -19,12 +19,12 @@ from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import DEFAULT_URL, FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances, warn_before_stop
 from shared.errors import SettingsError
-from shared.exemption.request import RequestRules, validate_request
+from shared.exemption.request import validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.pricing.client import PriceQuote
 from shared.pricing.cost import CICost, CostEstimate
+from shared.sections import RequestRules, StopPolicy, WarningSection
 from shared.settings import encode_settings, settings_from_dict
-from shared.stop.policy import StopPolicy
 from shared.stop.run import plan
 from shared.tags import TagNames
 from shared.teams.cards import MAX_MESSAGE_BYTES, message_size, render_card
@@ -34,7 +34,6 @@ from shared.warning.policy import (
     OBJECT_ID,
     UPN,
     Recipient,
-    WarningSection,
     delivery_url,
     exemption_form,
     recipient_for,

@@ -35,6 +35,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from shared.azure.errors import describe_error, is_transient
 from shared.azure.pacing import PerSubscriptionPacer
 from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.sections import BulkSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +64,6 @@ STOP = Operation("stop", "Stopped", ("Stopping",))
 START = Operation("start", "Running", ("Starting",))
 
 
-@dataclass(frozen=True)
-class BulkSettings:
-    """Concurrency and pacing (settings section of the runbook that uses it).
-
-    ``confirm_timeout_seconds`` counts from each CI's own request. ``send_attempts`` is how many
-    times one CI's request is sent in all when it fails transiently (each attempt already
-    includes azure-core's own retries); ``retry_delay_seconds`` is the wait before the second
-    attempt, doubled for each further one (None: 2 s, or the confirm interval when that is
-    shorter). Short on purpose: one stray 502 must not add seconds to the whole sweep's tail,
-    and azure-core has already spent ~5 s retrying a 500/503/504 before the sweep sees it.
-    """
-
-    concurrency: int = 16
-    writes_per_second: float = 9.0  # ARM refills 10/s per subscription: stay just under
-    write_burst: int = 180  # ARM's bucket holds 200
-    confirm_timeout_seconds: float = 1200.0
-    confirm_interval_seconds: float = 15.0
-    send_attempts: int = 3
-    retry_delay_seconds: Optional[float] = None
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1 or self.concurrency > 64:
-            raise ValueError("concurrency must be between 1 and 64")
-        if self.confirm_timeout_seconds <= 0 or self.confirm_interval_seconds <= 0:
-            raise ValueError("confirm_timeout_seconds and confirm_interval_seconds must be positive")
-        if self.writes_per_second <= 0 or self.write_burst < 1:
-            raise ValueError("writes_per_second must be positive and write_burst at least 1")
-        if self.send_attempts < 1 or (self.retry_delay_seconds is not None and self.retry_delay_seconds < 0):
-            raise ValueError("send_attempts must be at least 1 and retry_delay_seconds not negative")
 
 
 @dataclass(frozen=True)

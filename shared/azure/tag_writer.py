@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
-from shared.exemption.policy import AUTO, FULL_PUT, TAG_WRITE_METHODS, TAGS_API
 from shared.models import WorkspaceRef
+from shared.sections import AUTO, FULL_PUT, TAG_WRITE_METHODS, TAGS_API
 
 log = logging.getLogger(__name__)
 

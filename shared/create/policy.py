@@ -28,6 +28,7 @@ from shared.azure.discovery import workspace_in_scope
 from shared.errors import TagFormatError
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef
+from shared.sections import IDLE_MIN_MINUTES, NAME_MAX, NAME_MIN, CreateSection
 from shared.settings import Scope
 from shared.tags import MAX_TAGS_PER_RESOURCE, TagNames, clean_text, validate_tag_name, validate_tag_value
 from shared.teams.inbound import Approval, listed
@@ -36,8 +37,6 @@ APPROVE = "approve"
 NEEDS_APPROVAL = "needs_approval"
 REJECT = "reject"
 
-NAME_MIN, NAME_MAX = 3, 24
-IDLE_MIN_MINUTES, IDLE_MAX_MINUTES = 15, 3 * 24 * 60
 
 # The same rules as name_problems, as one regex for the request card (no look-arounds: Teams
 # clients' regex engines differ). Length 3-24: the card also sets maxLength 24; the minimum is
@@ -45,54 +44,8 @@ IDLE_MIN_MINUTES, IDLE_MAX_MINUTES = 15, 3 * 24 * 60
 NAME_CARD_REGEX = r"^[A-Za-z](?:[A-Za-z0-9-]*-[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]{2,})$"
 
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9-]*$")
-_GLOB = set("*?[")
 
 
-@dataclass(frozen=True)
-class CreateSection:
-    """Settings section ``create``.
-
-    ``allowed_sizes`` and ``sizes_needing_approval`` hold VM size names or case-insensitive glob
-    patterns (``STANDARD_NC*``); Azure VM size names are case-insensitive. ``approvers`` holds
-    UPNs or Entra object ids. ``fixed_tags`` are set on every new CI. ``require_shared_secret``
-    works as in the ``exemption`` section: a request that came through the webhook must carry
-    ``teams.shared_secret`` in that header.
-    """
-
-    allowed_sizes: Tuple[str, ...] = ("Standard_DS11_v2", "Standard_DS3_v2", "Standard_E4ds_v4", "Standard_NC6s_v3")
-    sizes_needing_approval: Tuple[str, ...] = ("STANDARD_NC*", "STANDARD_ND*", "STANDARD_NV*")
-    approvers: Tuple[str, ...] = ()
-    max_per_user: int = 1
-    default_idle_minutes: int = 60
-    max_idle_minutes: int = IDLE_MAX_MINUTES
-    cost_center_tag: str = "cost-center"
-    require_cost_center: bool = True
-    fixed_tags: Dict[str, str] = field(default_factory=dict)
-    require_shared_secret: Optional[str] = None  # header that must carry teams.shared_secret on webhook requests
-    timeout_seconds: float = 1800.0  # creating a CI takes minutes; the runbook waits this long
-    polling_interval_seconds: float = 30.0  # azure-core's ARM default; the service's Retry-After wins
-
-    def __post_init__(self) -> None:
-        if self.max_per_user < 1:
-            raise ValueError("max_per_user must be at least 1")
-        if not IDLE_MIN_MINUTES <= self.max_idle_minutes <= IDLE_MAX_MINUTES:
-            raise ValueError(f"max_idle_minutes must be between {IDLE_MIN_MINUTES} and {IDLE_MAX_MINUTES} (Azure ML's idle shutdown bounds)")
-        if not IDLE_MIN_MINUTES <= self.default_idle_minutes <= self.max_idle_minutes:
-            raise ValueError(f"default_idle_minutes must be between {IDLE_MIN_MINUTES} and max_idle_minutes ({self.max_idle_minutes})")
-        if self.timeout_seconds <= 0 or self.polling_interval_seconds <= 0:
-            raise ValueError("timeout_seconds and polling_interval_seconds must be positive")
-        if self.require_shared_secret is not None and not self.require_shared_secret.strip():
-            raise ValueError("require_shared_secret must be a header name such as X-CI-Governance-Secret, or null")
-        if not self.allowed_sizes:
-            raise ValueError("allowed_sizes must list at least one VM size")
-        for name in (self.cost_center_tag, *self.fixed_tags):
-            validate_tag_name(name)
-        for value in self.fixed_tags.values():
-            validate_tag_value(value)
-
-    def choice_sizes(self) -> List[str]:
-        """The allowed sizes that are plain names (not patterns): what a request card offers."""
-        return [s for s in self.allowed_sizes if not _GLOB & set(s)]
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from shared.create.policy import IDLE_MIN_MINUTES, NAME_CARD_REGEX, CreateRequest, CreateSection, match_size
+from shared.create.policy import NAME_CARD_REGEX, CreateRequest, match_size
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef
+from shared.sections import IDLE_MIN_MINUTES, CreateSection
 from shared.tags import clean_text
 from shared.teams.inbound import Approval, parse_approval
 

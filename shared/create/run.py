@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 
 from shared.azure.ml_gateway import GatewayError, to_record
-from shared.create.policy import APPROVE, NEEDS_APPROVAL, REJECT, CreateDecision, CreateRequest, CreateSection, decide_create
+from shared.create.policy import APPROVE, NEEDS_APPROVAL, REJECT, CreateDecision, CreateRequest, decide_create
 from shared.models import FAILED, ComputeInstanceRecord
 from shared.report import CIResult, RunReport
+from shared.sections import CreateSection
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

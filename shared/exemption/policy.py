@@ -18,25 +18,19 @@ tests share one rule book.
 from __future__ import annotations
 
 import hmac
-import math
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from shared.errors import SettingsError
-from shared.exemption.request import ExemptionRequest, RequestRules, Responder
-from shared.models import ComputeInstanceRecord
-from shared.pricing.client import Money, PriceQuote, estimate_cost
+from shared.exemption.request import ExemptionRequest, Responder
+from shared.models import ComputeInstanceRecord, Money
+from shared.pricing.client import PriceQuote, estimate_cost
+from shared.sections import CostLimit, ExemptionSection
 from shared.settings import Settings
-from shared.tags import MAX_TAG_VALUE, TagNames, read_exemption
+from shared.tags import TagNames, read_exemption
 from shared.teams.inbound import Approval, listed
-from shared.times import format_instant, load_zone
-
-TAGS_API = "tags_api"
-FULL_PUT = "full_put"
-AUTO = "auto"
-TAG_WRITE_METHODS = (TAGS_API, FULL_PUT, AUTO)
+from shared.times import format_instant
 
 # Verdicts of decide_exemption.
 RECORD = "record"
@@ -46,81 +40,11 @@ REJECT = "reject"
 # Any instant serves to read who recorded an exemption; a fixed one keeps decide_exemption clock-free.
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-DEFAULT_TIME_ZONES = ("UTC", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney")
 
 
-@dataclass(frozen=True)
-class CostLimit:
-    """``exemption.auto_approve_below``: an amount in a currency (ISO 4217 code, as the Retail Prices API takes it)."""
-
-    amount: float
-    currency: str
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.amount) or self.amount < 0:
-            raise ValueError(f"auto_approve_below.amount must be a number of at least 0, not {self.amount}")
-        if not _CURRENCY.match(self.currency):
-            raise ValueError(f"auto_approve_below.currency must be a three-letter code in capitals such as USD or EUR, not {self.currency!r}")
-
-    @property
-    def money(self) -> Money:
-        return Money(self.amount, self.currency)
 
 
-@dataclass(frozen=True)
-class ExemptionSection:
-    """Settings section ``exemption``.
 
-    - ``max_hours``: how far ahead an exemption may run (from the moment it is asked for);
-    - ``approvers``: UPNs or Entra object ids who may exempt any CI in scope;
-    - ``allow_assigned_user``: the CI's assigned user may exempt their own CI;
-    - ``require_shared_secret``: name of a request header that must carry ``teams.shared_secret``
-      (checked on webhook requests; None = no check);
-    - ``time_zones`` / ``default_time_zone``: the choices the request card offers;
-    - ``tag_write_method``: ``tags_api`` (ARM Tags API), ``full_put`` (GET + PUT of the compute) or
-      ``auto`` (Tags API, falling back to the full PUT when the Tags API is refused or ignored);
-    - ``readback_attempts`` / ``readback_delay_seconds``: how long to wait for written tags to show;
-    - ``auto_approve_below``: the cost rule's limit (:class:`CostLimit`), or None for no cost rule.
-    """
-
-    max_hours: float = 72.0
-    approvers: Tuple[str, ...] = ()
-    allow_assigned_user: bool = True
-    require_shared_secret: Optional[str] = None
-    time_zones: Tuple[str, ...] = DEFAULT_TIME_ZONES
-    default_time_zone: str = "UTC"
-    max_reason_length: int = 200  # what the request card allows
-    tag_write_method: str = TAGS_API
-    readback_attempts: int = 3
-    readback_delay_seconds: float = 2.0
-    auto_approve_below: Optional[CostLimit] = None
-
-    def __post_init__(self) -> None:
-        # Raised as ValueError; Settings.section turns it into a SettingsError naming the section.
-        if not 0 < self.max_hours <= 24 * 31:
-            raise ValueError(f"max_hours must be more than 0 and at most 744 (31 days), not {self.max_hours}")
-        if not 1 <= self.max_reason_length <= MAX_TAG_VALUE:
-            raise ValueError(f"max_reason_length must be 1 to {MAX_TAG_VALUE} (an Azure tag value holds {MAX_TAG_VALUE} characters)")
-        if self.tag_write_method not in TAG_WRITE_METHODS:
-            raise ValueError(f"tag_write_method must be one of {', '.join(TAG_WRITE_METHODS)}, not {self.tag_write_method!r}")
-        if not self.allow_assigned_user and not self.approvers:
-            raise ValueError("allow_assigned_user is false and approvers is empty: nobody could ask for an exemption")
-        if self.require_shared_secret is not None and not self.require_shared_secret.strip():
-            raise ValueError("require_shared_secret must be a header name such as X-CI-Governance-Secret, or null")
-        if self.readback_attempts < 1 or self.readback_delay_seconds < 0:
-            raise ValueError("readback_attempts must be at least 1 and readback_delay_seconds not negative")
-        for zone in (*self.time_zones, self.default_time_zone):
-            load_zone(zone)
-        if self.default_time_zone not in self.time_zones:
-            raise ValueError(f"default_time_zone {self.default_time_zone!r} must be one of time_zones")
-        if self.auto_approve_below is not None and not self.approvers:
-            raise ValueError("auto_approve_below is set but approvers is empty: nobody could approve a costlier exemption")
-
-    def rules(self) -> RequestRules:
-        """The validation limits for :func:`shared.exemption.request.validate_request`."""
-        return RequestRules(max_hours=self.max_hours, max_reason_length=self.max_reason_length)
 
 
 def load_section(settings: Settings) -> ExemptionSection:

@@ -26,6 +26,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef
+from shared.sections import RequestRules
 from shared.tags import clean_text
 from shared.teams.inbound import Approval, parse_approval
 from shared.times import format_instant, load_zone, local_to_utc
@@ -49,12 +50,6 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 
 
-@dataclass(frozen=True)
-class RequestRules:
-    """The limits a request is checked against (from the ``exemption`` settings section)."""
-
-    max_hours: float = 72.0
-    max_reason_length: int = 200
 
 
 @dataclass(frozen=True)

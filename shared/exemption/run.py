@@ -24,12 +24,13 @@ from shared.automation.webhook import SOURCE_DIRECT, InboundRequest
 from shared.azure.discovery import workspace_in_scope
 from shared.azure.errors import describe_error
 from shared.azure.tag_writer import TagWriteError, TagWriter
-from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, ExemptionSection, PolicyDecision, check_shared_secret, decide_exemption
+from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, check_shared_secret, decide_exemption
 from shared.exemption.request import REQUEST, ExemptionRequest, Validation, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.pricing.client import RetailPriceClient, hours_until
-from shared.pricing.cost import PricingSection, make_client
+from shared.pricing.cost import make_client
 from shared.report import CIResult, RunReport
+from shared.sections import ExemptionSection, PricingSection
 from shared.settings import Settings
 from shared.tags import Exemption, TagNames, clean_text, exemption_tags, read_exemption, tag_value, validate_tag_value
 from shared.times import load_zone

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shared.models import Money
+
 logger = logging.getLogger(__name__)
 
 RETAIL_PRICES_URL = "https://prices.azure.com/api/retail/prices"
@@ -59,29 +61,6 @@ class PriceQuote:
     effective_from: str
 
 
-@dataclass(frozen=True)
-class Money:
-    """An amount in one currency. Adding amounts in different currencies raises ValueError."""
-
-    amount: float
-    currency: str
-
-    def __add__(self, other: object) -> Money:
-        if not isinstance(other, Money):
-            return NotImplemented
-        if other.currency != self.currency:
-            raise ValueError(f"cannot add {other.currency} to {self.currency}")
-        return Money(self.amount + other.amount, self.currency)
-
-    def __radd__(self, other: object) -> Money:
-        # Lets sum() start from its default 0.
-        if other == 0:
-            return self
-        return self.__add__(other)
-
-    def format(self) -> str:
-        """The amount for people, e.g. ``"USD 12.34"``."""
-        return f"{self.currency} {self.amount:.2f}"
 
 
 def normalize_vm_size(size: str) -> str:

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from shared.models import STOPPED, WOULD_STOP
-from shared.pricing.client import Money, PriceQuote, RetailPriceClient, hours_until
+from shared.models import STOPPED, WOULD_STOP, Money
+from shared.pricing.client import PriceQuote, RetailPriceClient, hours_until
 from shared.report import CIResult, RunReport
+from shared.sections import PricingSection
 from shared.times import format_instant, load_zone
 
 log = logging.getLogger(__name__)
@@ -39,35 +40,6 @@ MAX_PAGES = 5
 PricePair = Tuple[str, str]  # (vm_size, region) as the CI reports them
 
 
-@dataclass(frozen=True)
-class PricingSection:
-    """Settings section ``pricing`` (see the module docstring)."""
-
-    enabled: bool = True
-    currency: str = "USD"
-    morning_time: str = "08:00"
-    time_zone: str = "UTC"
-    weekdays_only: bool = True
-    horizon_hours: Optional[float] = None
-    lookup_timeout_seconds: float = 20.0
-
-    def __post_init__(self) -> None:
-        # ValueError here becomes a SettingsError naming the section (Settings.section).
-        if not _CURRENCY.match(self.currency):
-            raise ValueError(f"currency must be a three-letter code in capitals such as USD or EUR, not {self.currency!r}")
-        if not _HH_MM.match(self.morning_time):
-            raise ValueError(f"morning_time must be a 24-hour time such as 08:00, not {self.morning_time!r}")
-        load_zone(self.time_zone)
-        if self.horizon_hours is not None and not 0 < self.horizon_hours <= 24 * 31:
-            raise ValueError(f"horizon_hours must be more than 0 and at most 744, or null, not {self.horizon_hours}")
-        if not 0 < self.lookup_timeout_seconds <= 600:
-            raise ValueError(f"lookup_timeout_seconds must be more than 0 and at most 600, not {self.lookup_timeout_seconds}")
-
-    @property
-    def morning(self) -> Tuple[int, int]:
-        """``morning_time`` as (hour, minute)."""
-        hour, minute = self.morning_time.split(":")
-        return int(hour), int(minute)
 
 
 # -- pure: how long a stopped CI would otherwise have run -------------------------------------

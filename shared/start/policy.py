@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import FrozenSet, Mapping, Optional, Tuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import FrozenSet, Mapping, Optional
 
-from shared.azure.bulk import BulkSettings
 from shared.models import FAILED, FAILED_STATES, SKIPPED, TRANSITION_STATES, ComputeInstanceRecord
+from shared.sections import DAYS, FULL_DAY_NAMES, StartSection
 from shared.tags import TagNames, tag_value
+from shared.times import load_zone
 
 # Outcomes: every CI in a start report ends with exactly one of these.
 STARTED = "started"
@@ -25,49 +25,10 @@ WOULD_START = "would_start"  # dry run
 ALREADY_RUNNING = "already_running"
 OUTCOMES = (STARTED, WOULD_START, ALREADY_RUNNING, SKIPPED, FAILED)
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
-_FULL = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri", "saturday": "sat", "sunday": "sun"}
 YES = ("true", "yes", "on", "1")
 NO = ("false", "no", "off", "0", "")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-@dataclass(frozen=True)
-class StartSection:
-    """Settings section ``start``."""
-
-    days: Tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
-    holidays: Tuple[str, ...] = ()  # YYYY-MM-DD, in time_zone
-    time_zone: str = "UTC"
-    concurrency: int = 16
-    writes_per_second: float = 9.0
-    write_burst: int = 180
-    confirm_timeout_seconds: float = 1200.0
-    confirm_interval_seconds: float = 15.0
-
-    def __post_init__(self) -> None:
-        unknown = [d for d in self.days if d.strip().lower() not in DAYS]
-        if unknown:
-            raise ValueError(f"days: {', '.join(unknown)} not among {', '.join(DAYS)}")
-        for day in self.holidays:
-            parse_date(day)
-        zone(self.time_zone)
-        self.bulk()  # validates concurrency and timings before any work
-
-    def bulk(self) -> BulkSettings:
-        return BulkSettings(
-            concurrency=self.concurrency,
-            writes_per_second=self.writes_per_second,
-            write_burst=self.write_burst,
-            confirm_timeout_seconds=self.confirm_timeout_seconds,
-            confirm_interval_seconds=self.confirm_interval_seconds,
-        )
-
-    def start_days(self) -> FrozenSet[int]:
-        return frozenset(DAYS.index(d.strip().lower()) for d in self.days)
-
-    def holiday_dates(self) -> FrozenSet[date]:
-        return frozenset(parse_date(d) for d in self.holidays)
 
 
 @dataclass(frozen=True)
@@ -88,29 +49,15 @@ class OptIn:
     problem: str = ""
 
 
-def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name``; ValueError if unknown (Automation needs the tzdata package)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"time_zone '{name}' is not a known IANA time zone (e.g. Europe/Amsterdam or UTC)") from None
 
 
-def parse_date(text: str) -> date:
-    """``YYYY-MM-DD`` → date; ValueError with the offending text otherwise."""
-    if not _DATE.match(text or ""):
-        raise ValueError(f"holiday '{text}' is not a date such as 2026-12-25")
-    try:
-        return datetime.strptime(text, "%Y-%m-%d").date()
-    except ValueError:
-        raise ValueError(f"holiday '{text}' is not a real date") from None
 
 
 def local_today(now: datetime, time_zone: str) -> date:
     """The calendar date at ``now`` (aware) in ``time_zone``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return now.astimezone(zone(time_zone)).date()
+    return now.astimezone(load_zone(time_zone)).date()
 
 
 def read_opt_in(tags: Mapping[str, str], names: TagNames = TagNames()) -> OptIn:
@@ -127,7 +74,7 @@ def read_opt_in(tags: Mapping[str, str], names: TagNames = TagNames()) -> OptIn:
     for token in re.split(r"[\s,;]+", value):
         if not token:
             continue
-        short = _FULL.get(token, token)
+        short = FULL_DAY_NAMES.get(token, token)
         if short not in DAYS:
             return OptIn(False, problem=f"tag {names.auto_start}='{raw}' is not yes/no or a list of days such as mon,wed,fri")
         days.add(DAYS.index(short))

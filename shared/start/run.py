@@ -16,8 +16,9 @@ from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
 from shared.models import FAILED, SKIPPED, ComputeInstanceRecord
 from shared.report import RunReport
+from shared.sections import DAYS, StartSection
 from shared.settings import Settings
-from shared.start.policy import ALREADY_RUNNING, DAYS, STARTED, WOULD_START, StartDecision, StartSection, decide_start, local_today
+from shared.start.policy import ALREADY_RUNNING, STARTED, WOULD_START, StartDecision, decide_start, local_today
 from shared.stop.run import result_for
 
 log = logging.getLogger(__name__)

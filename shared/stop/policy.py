@@ -7,34 +7,13 @@ all agree by construction.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional, Tuple
 
 from shared.models import ALREADY_STOPPED, EXEMPT, RUNNING_STATES, SKIPPED, STOPPED, TRANSITION_STATES, ComputeInstanceRecord
+from shared.sections import StopPolicy
 from shared.tags import EXPIRED, MALFORMED, ExemptionStatus, TagNames, read_exemption
 from shared.times import format_instant
-
-
-@dataclass(frozen=True)
-class StopPolicy:
-    """The stop sweep's rules, as data (settings section ``stop``).
-
-    ``exclude`` holds case-insensitive glob patterns matched against the CI name and against
-    ``workspace/ci`` and ``subscription/resourceGroup/workspace/ci``.
-    """
-
-    stop_job_running: bool = False
-    exclude: Tuple[str, ...] = ()
-
-    def excludes(self, ci: ComputeInstanceRecord) -> Optional[str]:
-        """The exclusion pattern that matches ``ci``, or None."""
-        candidates = (ci.name, f"{ci.workspace.name}/{ci.name}", ci.key)
-        for pattern in self.exclude:
-            if any(fnmatch.fnmatchcase(c.lower(), pattern.lower()) for c in candidates):
-                return pattern
-        return None
 
 
 @dataclass(frozen=True)

@@ -8,43 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
 from shared.models import ALREADY_STOPPED, FAILED, SKIPPED, STOPPED, WOULD_STOP, ComputeInstanceRecord
-from shared.pricing.cost import PriceLookups, PricingSection, make_client, price_results
+from shared.pricing.cost import PriceLookups, make_client, price_results
 from shared.report import CIResult, RunReport
+from shared.sections import PricingSection, StopPolicy, StopSection
 from shared.settings import Settings
-from shared.stop.policy import Decision, StopPolicy, decide_stop
+from shared.stop.policy import Decision, decide_stop
 from shared.times import format_instant
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StopSection:
-    """Settings section ``stop``."""
-
-    stop_job_running: bool = False
-    exclude: Tuple[str, ...] = ()
-    concurrency: int = 16
-    writes_per_second: float = 9.0
-    write_burst: int = 180
-    confirm_timeout_seconds: float = 1200.0
-    confirm_interval_seconds: float = 15.0
-    expiring_window_hours: float = 24.0
-
-    def __post_init__(self) -> None:
-        self.bulk()  # validates concurrency and timings now, so a bad setting fails before any work
-
-    def policy(self) -> StopPolicy:
-        return StopPolicy(stop_job_running=self.stop_job_running, exclude=self.exclude)
-
-    def bulk(self) -> bulk.BulkSettings:
-        return bulk.BulkSettings(self.concurrency, self.writes_per_second, self.write_burst, self.confirm_timeout_seconds, self.confirm_interval_seconds)
 
 
 def plan(instances: List[ComputeInstanceRecord], now: datetime, policy: StopPolicy, settings: Settings) -> List[Tuple[ComputeInstanceRecord, Decision]]:

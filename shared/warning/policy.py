@@ -27,6 +27,7 @@ from shared.exemption.request import REQUEST
 from shared.models import GUID as _GUID
 from shared.models import ComputeInstanceRecord
 from shared.pricing.cost import CostEstimate
+from shared.sections import WarningSection
 from shared.stop.policy import Decision
 from shared.tags import TagNames, tag_value
 from shared.times import format_instant, load_zone
@@ -38,29 +39,8 @@ _KIND_ORDER = {UPN: 0, OBJECT_ID: 1, FALLBACK: 2}
 
 # A UPN or e-mail address: one @, no spaces; Teams resolves it, we only route on it.
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-@dataclass(frozen=True)
-class WarningSection:
-    """Settings section ``warning`` (see the module docstring)."""
-
-    minutes_before: int = 30
-    stop_time: Optional[str] = None
-    time_zone: str = "UTC"
-    workflow_url: Optional[str] = None
-    max_cis_per_card: int = 8
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.minutes_before <= 12 * 60:
-            raise ValueError(f"minutes_before must be 1 to 720, not {self.minutes_before}")
-        if self.stop_time is not None and not _HH_MM.match(self.stop_time):
-            raise ValueError(f"stop_time must be a 24-hour time such as 19:00, or null, not {self.stop_time!r}")
-        load_zone(self.time_zone)
-        if self.workflow_url is not None and not self.workflow_url.startswith("https://"):
-            raise ValueError("workflow_url must be an https:// URL, or null")
-        if not 1 <= self.max_cis_per_card <= 20:
-            raise ValueError(f"max_cis_per_card must be 1 to 20, not {self.max_cis_per_card}")
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,17 @@ from typing import Any, Callable, Optional, Tuple
 
 from shared.azure.discovery import Inventory, discover
 from shared.azure.pacing import TokenBucketPacer
-from shared.exemption.policy import ExemptionSection, load_section
+from shared.exemption.policy import load_section
 from shared.models import FAILED
-from shared.pricing.cost import CostEstimate, PricingSection, make_client, next_morning, price_results
+from shared.pricing.cost import CostEstimate, make_client, next_morning, price_results
 from shared.report import RunReport
+from shared.sections import ExemptionSection, PricingSection, StopSection, WarningSection
 from shared.settings import Settings
-from shared.stop.run import StopSection, plan, result_for
+from shared.stop.run import plan, result_for
 from shared.teams.cards import CardError, render_card
 from shared.teams.client import TeamsWorkflowClient
 from shared.times import format_instant
-from shared.warning.policy import WarningCard, WarningSection, delivery_url, exemption_form, stop_time, to_stop_by_recipient, warning_cards
+from shared.warning.policy import WarningCard, delivery_url, exemption_form, stop_time, to_stop_by_recipient, warning_cards
 
 RUNBOOK = "warn_before_stop"
 WARNED = "warned"
