@@ -71,6 +71,10 @@ EXEMPT = "exempt"
 SKIPPED = "skipped"
 FAILED = "failed"
 OUTCOMES = (STOPPED, WOULD_STOP, ALREADY_STOPPED, EXEMPT, SKIPPED, FAILED)
+# The morning start's own words for the same ideas.
+STARTED = "started"
+WOULD_START = "would_start"  # dry run
+ALREADY_RUNNING = "already_running"
 RUNNING_STATES = ("Running", "JobRunning")
 STOPPED_STATES = ("Stopped", "Stopping")
 # Azure ML ComputeInstanceState values that mean "busy changing": never touched, reported.

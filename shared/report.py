@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
-from shared.models import FAILED
+from shared.models import FAILED, ComputeInstanceRecord
+from shared.tags import Exemption
+from shared.times import format_instant
 
 SUMMARY_MARKER = "CI_GOVERNANCE_SUMMARY "
 # Azure Automation keeps at most 1 MiB per job stream, and the report lines share it: at 2,000 CIs
@@ -39,6 +41,23 @@ class CIResult:
     @property
     def key(self) -> str:
         return f"{self.subscription_id}/{self.resource_group}/{self.workspace}/{self.compute_instance}"
+
+    @classmethod
+    def for_ci(cls, ci: ComputeInstanceRecord, outcome: str, detail: str, exemption: Optional[Exemption] = None, state: Optional[str] = None) -> CIResult:
+        """The report row for ``ci`` (``state`` overrides the listed state, e.g. after a stop)."""
+        return cls(
+            subscription_id=ci.workspace.subscription_id,
+            resource_group=ci.workspace.resource_group,
+            workspace=ci.workspace.name,
+            compute_instance=ci.name,
+            state=state or ci.state,
+            outcome=outcome,
+            detail=detail,
+            vm_size=ci.vm_size,
+            location=ci.location,
+            exempt_until=format_instant(exemption.until) if exemption else None,
+            exempt_by=exemption.by if exemption else None,
+        )
 
 
 @dataclass

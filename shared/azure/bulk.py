@@ -30,12 +30,15 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from shared.azure.errors import describe_error, is_transient
 from shared.azure.pacing import PerSubscriptionPacer
-from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.models import ALREADY_RUNNING, ALREADY_STOPPED, SKIPPED, STARTED, STOPPED, WOULD_START, WOULD_STOP, ComputeInstanceRecord, WorkspaceRef
+from shared.models import FAILED as FAILED_OUTCOME
+from shared.report import CIResult, RunReport
 from shared.sections import BulkSettings
+from shared.tags import Exemption
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +56,68 @@ DEFAULT_RETRY_DELAY_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Operation:
-    """What to do and what success looks like."""
+    """What to do, what success looks like, and the report's words for each result."""
 
     name: str  # "stop" or "start"
     goal_state: str  # "Stopped" / "Running"
     heading_states: Tuple[str, ...]  # states meaning "already on its way" ("Stopping",)
+    done: str  # outcome word when it was done ("stopped")
+    already: str  # outcome word when there was nothing to do ("already_stopped")
+    would: str  # outcome word in a dry run ("would_stop")
+
+    def outcome(self, status: str) -> str:
+        """The report's outcome word for a bulk status."""
+        return {DONE: self.done, ALREADY: self.already, GONE: SKIPPED, BUSY: SKIPPED}.get(status, FAILED_OUTCOME)
 
 
-STOP = Operation("stop", "Stopped", ("Stopping",))
-START = Operation("start", "Running", ("Starting",))
+STOP = Operation("stop", "Stopped", ("Stopping",), STOPPED, ALREADY_STOPPED, WOULD_STOP)
+START = Operation("start", "Running", ("Starting",), STARTED, ALREADY_RUNNING, WOULD_START)
+
+
+class PlannedAction(Protocol):
+    """What a capability's pure policy decided for one CI (stop's Decision, start's StartDecision)."""
+
+    @property
+    def act(self) -> bool: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def exemption_record(self) -> Optional[Exemption]: ...
+
+
+def sweep(
+    gateway: Any,
+    report: RunReport,
+    decisions: Sequence[Tuple[ComputeInstanceRecord, PlannedAction]],
+    operation: Operation,
+    settings: BulkSettings,
+    *,
+    dry_run: bool,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """The skeleton the nightly stop and the morning start share: report every CI the plan leaves
+    alone with its own outcome, then act on the rest in bulk (or, in a dry run, report what would
+    happen), each CI ending with exactly one row in ``report``."""
+    to_act = [(ci, d) for ci, d in decisions if d.act]
+    for ci, d in decisions:
+        if not d.act:
+            report.results.append(CIResult.for_ci(ci, d.outcome, d.reason, d.exemption_record))
+    log.info("Plan: %d to %s, %d left alone", len(to_act), operation.name, len(decisions) - len(to_act))
+    if dry_run:
+        for ci, d in to_act:
+            report.results.append(CIResult.for_ci(ci, operation.would, f"would {operation.name}; {d.reason}", d.exemption_record))
+        return
+    outcomes = run_bulk(gateway, [ci for ci, _ in to_act], operation, settings, clock=clock, sleep=sleep)
+    for ci, d in to_act:
+        res = outcomes[ci.key]
+        detail = f"{res.detail}; {d.reason}" if res.status == DONE else res.detail
+        report.results.append(CIResult.for_ci(ci, operation.outcome(res.status), detail, d.exemption_record, state=res.final_state))
 
 
 

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import FrozenSet, Mapping, Optional
 
-from shared.models import FAILED, FAILED_STATES, SKIPPED, TRANSITION_STATES, ComputeInstanceRecord
+from shared.models import ALREADY_RUNNING, FAILED, FAILED_STATES, SKIPPED, STARTED, TRANSITION_STATES, WOULD_START, ComputeInstanceRecord
 from shared.sections import DAYS, FULL_DAY_NAMES, StartSection
 from shared.tags import TagNames, tag_value
 from shared.times import load_zone
 
 # Outcomes: every CI in a start report ends with exactly one of these.
-STARTED = "started"
-WOULD_START = "would_start"  # dry run
-ALREADY_RUNNING = "already_running"
 OUTCOMES = (STARTED, WOULD_START, ALREADY_RUNNING, SKIPPED, FAILED)
 
 YES = ("true", "yes", "on", "1")
@@ -38,6 +35,16 @@ class StartDecision:
     start: bool
     outcome: str
     reason: str
+
+    @property
+    def act(self) -> bool:
+        """Whether the sweep acts on this CI (the shared skeleton in shared.azure.bulk reads this)."""
+        return self.start
+
+    @property
+    def exemption_record(self) -> None:
+        """The morning start reads no exemption."""
+        return None
 
 
 @dataclass(frozen=True)

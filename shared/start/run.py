@@ -14,17 +14,15 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
-from shared.models import FAILED, SKIPPED, ComputeInstanceRecord
+from shared.models import ComputeInstanceRecord
 from shared.report import RunReport
 from shared.sections import DAYS, StartSection
 from shared.settings import Settings
-from shared.start.policy import ALREADY_RUNNING, STARTED, WOULD_START, StartDecision, decide_start, local_today
-from shared.stop.run import result_for
+from shared.start.policy import StartDecision, decide_start, local_today
 
 log = logging.getLogger(__name__)
 
 RUNBOOK = "start_compute_instances"
-_BULK_TO_OUTCOME = {bulk.DONE: STARTED, bulk.ALREADY: ALREADY_RUNNING, bulk.GONE: SKIPPED, bulk.BUSY: SKIPPED, bulk.FAILED: FAILED, bulk.TIMEOUT: FAILED}
 
 
 def plan(instances: List[ComputeInstanceRecord], now: datetime, section: StartSection, settings: Settings) -> List[Tuple[ComputeInstanceRecord, StartDecision]]:
@@ -61,28 +59,8 @@ def run_start_sweep(
     report.errors.extend(inventory.errors)
 
     decisions = plan(inventory.instances, now, section, settings)
-    to_start = [(ci, d) for ci, d in decisions if d.start]
-    for ci, d in decisions:
-        if not d.start:
-            report.results.append(result_for(ci, d.outcome, d.reason))
-    log.info(
-        "Plan for %s (%s, %s): %d to start, %d left alone",
-        today.isoformat(),
-        DAYS[today.weekday()],
-        section.time_zone,
-        len(to_start),
-        len(decisions) - len(to_start),
-    )
-
-    if dry_run:
-        for ci, d in to_start:
-            report.results.append(result_for(ci, WOULD_START, f"would start; {d.reason}"))
-    else:
-        outcomes = bulk.run_bulk(gateway, [ci for ci, _ in to_start], bulk.START, section.bulk(), clock=clock, sleep=sleep)
-        for ci, d in to_start:
-            res = outcomes[ci.key]
-            detail = f"{res.detail}; {d.reason}" if res.status == bulk.DONE else res.detail
-            report.results.append(result_for(ci, _BULK_TO_OUTCOME[res.status], detail, state=res.final_state))
+    log.info("Morning start for %s (%s, %s)", today.isoformat(), DAYS[today.weekday()], section.time_zone)
+    bulk.sweep(gateway, report, decisions, bulk.START, section.bulk(), dry_run=dry_run, clock=clock, sleep=sleep)
 
     report.finish()
     return report

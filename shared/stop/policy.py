@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Optional
 
 from shared.models import ALREADY_STOPPED, EXEMPT, RUNNING_STATES, SKIPPED, STOPPED, TRANSITION_STATES, ComputeInstanceRecord
 from shared.sections import StopPolicy
-from shared.tags import EXPIRED, MALFORMED, ExemptionStatus, TagNames, read_exemption
+from shared.tags import EXPIRED, MALFORMED, Exemption, ExemptionStatus, TagNames, read_exemption
 from shared.times import format_instant
 
 
@@ -24,6 +25,16 @@ class Decision:
     outcome: str
     reason: str
     exemption: ExemptionStatus = field(default_factory=lambda: ExemptionStatus("none"))
+
+    @property
+    def act(self) -> bool:
+        """Whether the sweep acts on this CI (the shared skeleton in shared.azure.bulk reads this)."""
+        return self.stop
+
+    @property
+    def exemption_record(self) -> Optional[Exemption]:
+        """The exemption the CI carries, valid or not, for the report row."""
+        return self.exemption.exemption
 
 
 def decide_stop(ci: ComputeInstanceRecord, now: datetime, policy: StopPolicy = StopPolicy(), names: TagNames = TagNames()) -> Decision:

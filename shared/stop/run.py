@@ -13,9 +13,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
-from shared.models import ALREADY_STOPPED, FAILED, SKIPPED, STOPPED, WOULD_STOP, ComputeInstanceRecord
+from shared.models import ComputeInstanceRecord
 from shared.pricing.cost import PriceLookups, make_client, price_results
-from shared.report import CIResult, RunReport
+from shared.report import RunReport
 from shared.sections import PricingSection, StopPolicy, StopSection
 from shared.settings import Settings
 from shared.stop.policy import Decision, decide_stop
@@ -29,27 +29,6 @@ log = logging.getLogger(__name__)
 def plan(instances: List[ComputeInstanceRecord], now: datetime, policy: StopPolicy, settings: Settings) -> List[Tuple[ComputeInstanceRecord, Decision]]:
     """The decision for every CI (pure): what the sweep will do, used by the dry run and the warning."""
     return [(ci, decide_stop(ci, now, policy, settings.tags)) for ci in instances]
-
-
-def result_for(ci: ComputeInstanceRecord, outcome: str, detail: str, decision: Optional[Decision] = None, state: Optional[str] = None) -> CIResult:
-    """A report row for ``ci``."""
-    ex = decision.exemption.exemption if decision else None
-    return CIResult(
-        subscription_id=ci.workspace.subscription_id,
-        resource_group=ci.workspace.resource_group,
-        workspace=ci.workspace.name,
-        compute_instance=ci.name,
-        state=state or ci.state,
-        outcome=outcome,
-        detail=detail,
-        vm_size=ci.vm_size,
-        location=ci.location,
-        exempt_until=format_instant(ex.until) if ex else None,
-        exempt_by=ex.by if ex else None,
-    )
-
-
-_BULK_TO_OUTCOME = {bulk.DONE: STOPPED, bulk.ALREADY: ALREADY_STOPPED, bulk.GONE: SKIPPED, bulk.BUSY: SKIPPED, bulk.FAILED: FAILED, bulk.TIMEOUT: FAILED}
 
 
 def run_stop_sweep(
@@ -73,23 +52,10 @@ def run_stop_sweep(
     report.errors.extend(inventory.errors)
 
     decisions = plan(inventory.instances, now, section.policy(), settings)
-    to_stop = [(ci, d) for ci, d in decisions if d.stop]
-    for ci, d in decisions:
-        if not d.stop:
-            report.results.append(result_for(ci, d.outcome, d.reason, d))
-    log.info("Plan: %d to stop, %d left alone", len(to_stop), len(decisions) - len(to_stop))
+    to_stop = [ci for ci, d in decisions if d.stop]
     # Prices are looked up while the stops run; a lookup that fails or is slow leaves that price unknown.
-    lookups = PriceLookups(make_client(pricing, price_session), [ci for ci, _ in to_stop]) if pricing.enabled and to_stop else None
-
-    if dry_run:
-        for ci, d in to_stop:
-            report.results.append(result_for(ci, WOULD_STOP, f"would stop; {d.reason}", d))
-    else:
-        outcomes = bulk.run_bulk(gateway, [ci for ci, _ in to_stop], bulk.STOP, section.bulk(), clock=clock, sleep=sleep)
-        for ci, d in to_stop:
-            res = outcomes[ci.key]
-            detail = f"{res.detail}; {d.reason}" if res.status == bulk.DONE else res.detail
-            report.results.append(result_for(ci, _BULK_TO_OUTCOME[res.status], detail, d, state=res.final_state))
+    lookups = PriceLookups(make_client(pricing, price_session), to_stop) if pricing.enabled and to_stop else None
+    bulk.sweep(gateway, report, decisions, bulk.STOP, section.bulk(), dry_run=dry_run, clock=clock, sleep=sleep)
 
     if lookups is not None:
         try:

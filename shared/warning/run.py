@@ -16,10 +16,10 @@ from shared.azure.pacing import TokenBucketPacer
 from shared.exemption.policy import load_section
 from shared.models import FAILED
 from shared.pricing.cost import CostEstimate, make_client, next_morning, price_results
-from shared.report import RunReport
+from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection, StopSection, WarningSection
 from shared.settings import Settings
-from shared.stop.run import plan, result_for
+from shared.stop.run import plan
 from shared.teams.cards import CardError, render_card
 from shared.teams.client import TeamsWorkflowClient
 from shared.times import format_instant
@@ -101,7 +101,7 @@ def run_warning(
             ci, decision = by_key[key]
             cost = estimate.items.get(key) if estimate is not None else None
             outcome, detail = _outcome(card, dry_run, problem)
-            row = result_for(ci, outcome, detail + (f"; overnight {cost.approx_text}" if cost else ""), decision)
+            row = CIResult.for_ci(ci, outcome, detail + (f"; overnight {cost.approx_text}" if cost else ""), decision.exemption_record)
             if cost is not None:
                 row.extra["cost"] = cost.to_dict()
             report.results.append(row)
