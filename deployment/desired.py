@@ -23,7 +23,7 @@ from deployment.model import (
 )
 from shared.settings import encode_settings
 
-# Runbook type and runtime for Python 3.10 are UNCONFIRMED (shared/reference/FACTS.md). Default: the
+# Runbook type and runtime for Python 3.10 are UNCONFIRMED (docs/platform.md, "Unconfirmed"). Default: the
 # runtime-environment experience, where a runbook of type "Python" names a custom environment of
 # language Python, version 3.10 (Learn: automation/manage-runtime-environment.md). Both are options.
 DEFAULT_RUNBOOK_TYPE = "Python"

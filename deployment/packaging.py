@@ -2,7 +2,7 @@
 
 Automation imports a package from a content link, a URL it downloads itself; it accepts only wheels
 (cp310 / abi3 / pure, manylinux x86_64 or ``any``) and does not pull in dependencies, so every package
-of the dependency closure must be imported (shared/reference/FACTS.md). The design:
+of the dependency closure must be imported (docs/platform.md, "Azure Automation: Python runtime"). The design:
 
 * Third-party packages: ``pip install --dry-run --report`` resolves ``requirements.txt`` *for the
   sandbox* (``--platform manylinux2014_x86_64 --python-version 3.10 --abi cp310 --only-binary=:all:``)
@@ -17,7 +17,7 @@ of the dependency closure must be imported (shared/reference/FACTS.md). The desi
   ``CI_GOVERNANCE_WHEEL_CONTAINER_SAS`` environment variable), and the blob URL with that SAS is the
   content link. The SAS only has to live as long as the publish run: Automation downloads at import.
 
-:data:`README_PARAGRAPH` is the same explanation for operators.
+:data:`README_PARAGRAPH` is the same explanation for operators (docs/admin.md, "2. `publish.py`").
 """
 
 from __future__ import annotations

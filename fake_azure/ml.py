@@ -10,7 +10,7 @@ specification/machinelearningservices/resource-manager/Microsoft.MachineLearning
 These are the api-versions azure-ai-ml 1.35 sends (checked on the wire). Tags on a compute go through
 the generic ARM Tags API (specification/resources/.../stable/2021-04-01/resources.json,
 Tags_GetAtScope / Tags_CreateOrUpdateAtScope / Tags_UpdateAtScope / Tags_DeleteAtScope) or a full
-PUT of the compute; whether the real service accepts either is unconfirmed (shared/reference/FACTS.md),
+PUT of the compute; whether the real service accepts either is unconfirmed (docs/platform.md, "Unconfirmed"),
 so both are switchable here.
 
 State changes are driven by time: a stop puts a CI in ``Stopping`` and it becomes ``Stopped``

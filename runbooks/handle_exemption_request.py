@@ -3,7 +3,7 @@ compute instance, then answer in Teams.
 
 Started by the Automation webhook that the Teams flow calls (the request arrives as webhook data,
 in whichever parameter slot Automation uses), or by the Automation "Create job" API with the
-request as a parameter. See README, "Exemptions from Teams".
+request as a parameter. See docs/admin.md, "Exemptions from Teams".
 
 Parameters (any order; several may share one portal box):
   --settings-b64 B64 | --settings FILE_OR_JSON   configuration (publish.py sets --settings-b64)

@@ -73,7 +73,7 @@ def _submit_for(card: Dict[str, Any], compute_instance: str) -> Dict[str, Any]:
 
 
 def _approve(pending_card: Dict[str, Any], approver: Dict[str, str], now: datetime) -> Dict[str, Any]:
-    """The approver presses Approve on the pending card; the answer flow's Compose (README, "Cost-aware
+    """The approver presses Approve on the pending card; the answer flow's Compose (docs/admin.md, "Cost-aware
     approval") turns Teams' response into the request again, with the approval."""
     action = next(a for a in pending_card.get("actions", []) if a.get("title") == "Approve")
     data = dict(action["data"])

@@ -1,7 +1,7 @@
 """Cost-aware approval of exemptions (issue 6): the estimate, the cost rule, and the approver's answer.
 
 End to end through the runbook against the fake Azure (Azure ML, Tags API, Retail Prices) and a fake
-Teams workflow. The approval round trip is driven exactly as the README ("Cost-aware approval") tells the
+Teams workflow. The approval round trip is driven exactly as docs/admin.md ("Cost-aware approval") tells the
 answer flow to do it: press a button on the pending card, then reshape Teams' response with the
 documented Compose action and send that to the webhook.
 """

@@ -1,7 +1,7 @@
 """Find the exemption request in whatever Azure Automation hands the runbook.
 
-How a *Python* runbook receives webhook data is unconfirmed (shared/reference/FACTS.md, "Webhooks
-and Python"): PowerShell gets a ``$WebhookData`` object ``{WebhookName, RequestBody (a string),
+How a *Python* runbook receives webhook data is unconfirmed (docs/platform.md, "Unconfirmed";
+"Azure Automation: Python runtime"): PowerShell gets a ``$WebhookData`` object ``{WebhookName, RequestBody (a string),
 RequestHeader}``. So every way is accepted:
 
 - a WebhookData JSON object in ANY positional value (``sys.argv[1:]`` is scanned);

@@ -1,7 +1,7 @@
 """Write or remove tags on an existing compute instance, and prove they stuck.
 
 Whether Azure ML lets anyone change the tags of an existing compute instance is UNCONFIRMED
-(shared/reference/FACTS.md, "Tags on an existing CI"): the compute PATCH body has no tags, and a
+(docs/platform.md, "Unconfirmed"; "Azure ML compute instances"): the compute PATCH body has no tags, and a
 full PUT of an existing CI may be refused. So there are two routes behind one interface:
 
 - ``tags_api`` (default): the generic ARM Tags API at the compute's scope,

@@ -6,7 +6,7 @@ write tags (merge; other tags untouched) -> answer card.
 
 A request that needs approval is answered with the pending card, whose Approve / Reject buttons send
 back what the answer flow needs to re-send the request with the approver's answer (the ``approval``
-object); the runbook then verifies that answer (README, "Cost-aware approval").
+object); the runbook then verifies that answer (docs/admin.md, "Cost-aware approval").
 
 Everything that can refuse a request does so BEFORE any write. The answer card goes to
 ``settings.teams.workflow_url``; failing to post it is logged and reported, and never undoes a

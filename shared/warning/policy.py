@@ -86,7 +86,7 @@ def delivery_url(workflow_url: str, recipient: Recipient) -> str:
     for a person (the flow posts to a chat with them), unchanged for the fallback channel.
 
     The Teams message envelope has no room for an addressee, so it travels in the URL, where a flow
-    reads it as ``triggerOutputs()?['queries']?['recipient']`` (README, "Delivering warnings to each person").
+    reads it as ``triggerOutputs()?['queries']?['recipient']`` (docs/admin.md, "Delivering warnings to each person").
     """
     if recipient.kind == FALLBACK:
         return workflow_url
