@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runbook-type",
         default=DEFAULT_RUNBOOK_TYPE,
-        help="runbookType for the runbooks (default Python, with the runtime environment; unconfirmed: see README, 'Check once on your tenant')",
+        help="runbookType for the runbooks (default Python, with the runtime environment; unconfirmed: see docs/admin.md, 'Check once on your tenant')",
     )
     p.add_argument(
         "--wheel-container-sas",

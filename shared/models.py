@@ -54,6 +54,18 @@ class ComputeInstanceRecord:
         return f"{self.workspace.arm_id}/computes/{self.name}"
 
 
+@dataclass(frozen=True)
+class NewComputeInstance:
+    """What the create runbook asks Azure ML to create: size, assigned user, idle shutdown and tags."""
+
+    name: str
+    size: str
+    user_object_id: str
+    user_tenant_id: str
+    idle_minutes: int
+    tags: Dict[str, str] = field(default_factory=dict)
+
+
 # Subscription, tenant and Entra object ids are GUIDs: 8-4-4-4-12 hex digits.
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 

@@ -34,6 +34,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequenc
 
 from shared.azure.errors import describe_error, is_transient
 from shared.azure.pacing import PerSubscriptionPacer
+from shared.errors import ConflictError, NotFoundError
 from shared.models import ALREADY_RUNNING, ALREADY_STOPPED, SKIPPED, STARTED, STOPPED, WOULD_START, WOULD_STOP, ComputeInstanceRecord, WorkspaceRef
 from shared.models import FAILED as FAILED_OUTCOME
 from shared.report import CIResult, RunReport
@@ -380,16 +381,14 @@ class _BulkRun:
 
     def _classify_failure(self, ci: ComputeInstanceRecord, exc: BaseException) -> _SendOutcome:
         """Worker: what a failed request means for this CI (may read the CI once)."""
-        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-
         op = self.op
-        if isinstance(exc, ResourceNotFoundError):
+        if isinstance(exc, NotFoundError):
             return _SendOutcome(final=OperationResult(GONE, f"deleted since it was listed ({describe_error(exc)})", "Deleted"))
-        if isinstance(exc, ResourceExistsError):
+        if isinstance(exc, ConflictError):
             # 409: another operation holds the CI. Look again: it may already be where we want it.
             now, again = self._read(ci)
             if again is not None:
-                if isinstance(again, ResourceNotFoundError):
+                if isinstance(again, NotFoundError):
                     return _SendOutcome(final=OperationResult(GONE, "deleted since it was listed", "Deleted"))
                 detail = f"{op.name} refused ({describe_error(exc)}) and re-reading failed ({describe_error(again)})"
                 return _SendOutcome(final=OperationResult(FAILED, detail, ci.state))
@@ -410,7 +409,7 @@ class _BulkRun:
         now, again = self._read(ci)
         if now is not None and (now.state == op.goal_state or now.state in op.heading_states):
             return _SendOutcome(confirm=(DONE, f"accepted although the response was {describe_error(exc)}"))
-        if isinstance(again, ResourceNotFoundError):
+        if isinstance(again, NotFoundError):
             return _SendOutcome(final=OperationResult(GONE, "deleted since it was listed", "Deleted"))
         return _SendOutcome(retry=describe_error(exc))
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, TypeVar
 
+from shared.azure.errors import translate, translated
 from shared.azure.pacing import PerSubscriptionPacer
-from shared.models import ComputeInstanceRecord, WorkspaceRef
+from shared.errors import GatewayError
+from shared.models import ComputeInstanceRecord, NewComputeInstance, WorkspaceRef
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,10 +39,6 @@ T = TypeVar("T")
 # ARM reads: 250 per bucket, refilled at 25/s per subscription and principal. Stay under both.
 READS_PER_SECOND = 20.0
 READ_BURST = 200
-
-
-class GatewayError(RuntimeError):
-    """Azure ML refused or failed a call; the message says which and why."""
 
 
 def _ml_client_class() -> Any:
@@ -117,6 +115,7 @@ class AzureMLGateway:
             return call()
 
     # -- reads ---------------------------------------------------------------------------
+    @translated
     def list_workspaces(self, subscription_id: str, resource_group: Optional[str] = None) -> List[WorkspaceRef]:
         """Workspaces in a subscription (or one of its resource groups)."""
 
@@ -131,6 +130,7 @@ class AzureMLGateway:
 
         return self._once_more_on_401(f"listing workspaces of subscription {subscription_id}", call)
 
+    @translated
     def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]:
         """Every compute instance in a workspace (other compute types are left out)."""
         from azure.ai.ml.entities import Compute, ComputeInstance
@@ -148,8 +148,9 @@ class AzureMLGateway:
 
         return self._once_more_on_401(f"listing compute instances of {workspace.key}", call)
 
+    @translated
     def get_compute_instance(self, workspace: WorkspaceRef, name: str) -> ComputeInstanceRecord:
-        """One compute instance; raises azure.core's ResourceNotFoundError if it does not exist."""
+        """One compute instance; raises shared.errors.NotFoundError if it does not exist."""
         from azure.ai.ml.entities import Compute, ComputeInstance
 
         def call() -> Any:
@@ -162,6 +163,7 @@ class AzureMLGateway:
         return to_record(workspace, entity)
 
     # -- writes --------------------------------------------------------------------------
+    @translated
     def request_stop(self, workspace: WorkspaceRef, name: str) -> None:
         """Send the stop request (202 Accepted); completion is confirmed by listing.
 
@@ -170,6 +172,7 @@ class AzureMLGateway:
         """
         self._action("begin_stop", workspace, name)
 
+    @translated
     def request_start(self, workspace: WorkspaceRef, name: str) -> None:
         """Send the start request (202 Accepted); completion is confirmed by listing (failures
         carry ``earlier_statuses`` as in :meth:`request_stop`)."""
@@ -197,8 +200,39 @@ class AzureMLGateway:
             exc.earlier_statuses = statuses[:-1]  # type: ignore[attr-defined]
             raise
 
-    def begin_create(self, workspace: WorkspaceRef, compute_instance: Any) -> Any:
-        """Create a compute instance (an azure.ai.ml.entities.ComputeInstance); returns the LROPoller."""
+    @translated
+    def put_compute_tags(self, workspace: WorkspaceRef, name: str, transform: Callable[[Dict[str, str]], Dict[str, str]]) -> None:
+        """Read the compute, replace its tags with ``transform(current tags)`` and PUT it back whole.
+
+        No client polling: the caller proves the write by reading the compute back.
+        """
+        ops = self._ops(workspace.subscription_id)
+        self._read_token(workspace.subscription_id)
+        rest = ops.get(workspace.resource_group, workspace.name, name)
+        rest.tags = transform(dict(rest.tags or {}))
+        ops.begin_create_or_update(workspace.resource_group, workspace.name, name, rest, polling=False)
+
+    @translated
+    def create_compute_instance(self, workspace: WorkspaceRef, spec: NewComputeInstance, timeout_seconds: float) -> Optional[ComputeInstanceRecord]:
+        """Create a compute instance and wait up to ``timeout_seconds`` for it.
+
+        Returns its record when the operation finished (None when Azure is still creating it after
+        the timeout). Raises :class:`shared.errors.ServiceError` when the request is refused, and
+        :class:`shared.errors.OperationFailedError` with the service's message when the operation fails.
+
+        The entity becomes the PUT body of Compute/createOrUpdate/ComputeInstance.json
+        (2023-08-01-preview): ``properties.properties.vmSize``, ``personalComputeInstanceSettings
+        .assignedUser.{objectId,tenantId}``, ``idleTimeBeforeShutdown`` ("PT60M") and top-level ``tags``.
+        """
+        from azure.ai.ml.entities import AssignedUserConfiguration, ComputeInstance
+
+        entity = ComputeInstance(
+            name=spec.name,
+            size=spec.size,
+            create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=spec.user_tenant_id, user_object_id=spec.user_object_id),
+            idle_time_before_shutdown_minutes=spec.idle_minutes,
+            tags=dict(spec.tags),
+        )
         client = self.client(workspace.subscription_id)
         scoped = type(client)(
             self._credential,
@@ -208,7 +242,36 @@ class AzureMLGateway:
             polling_interval=self._polling_interval,
             **self._client_kwargs,
         )
-        return scoped.compute.begin_create_or_update(compute_instance)
+        poller = scoped.compute.begin_create_or_update(entity)
+        try:
+            poller.wait(timeout_seconds)  # re-raises a failure of the operation
+            if not poller.done():
+                return None
+            created = poller.result()
+        except Exception as exc:
+            raise translate(exc, operation=True) from exc
+        return to_record(workspace, created) if created is not None else self.get_compute_instance(workspace, spec.name)
+
+
+class MLGateway(Protocol):
+    """What capabilities and the other ports use of Azure ML (``AzureMLGateway``; fakes in tests).
+
+    Every method raises :mod:`shared.errors` types, never an SDK's own.
+    """
+
+    def list_workspaces(self, subscription_id: str, resource_group: Optional[str] = None) -> List[WorkspaceRef]: ...
+
+    def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]: ...
+
+    def get_compute_instance(self, workspace: WorkspaceRef, name: str) -> ComputeInstanceRecord: ...
+
+    def request_stop(self, workspace: WorkspaceRef, name: str) -> None: ...
+
+    def request_start(self, workspace: WorkspaceRef, name: str) -> None: ...
+
+    def put_compute_tags(self, workspace: WorkspaceRef, name: str, transform: Callable[[Dict[str, str]], Dict[str, str]]) -> None: ...
+
+    def create_compute_instance(self, workspace: WorkspaceRef, spec: NewComputeInstance, timeout_seconds: float) -> Optional[ComputeInstanceRecord]: ...
 
 
 def _list_rg(client: Any, resource_group: str) -> Any:

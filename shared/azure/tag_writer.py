@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
+from shared.azure.errors import translated
+from shared.errors import TagWriteError
 from shared.models import WorkspaceRef
 from shared.sections import AUTO, FULL_PUT, TAG_WRITE_METHODS, TAGS_API
 
@@ -37,10 +39,6 @@ ARM_SCOPE = "https://management.azure.com/.default"
 TAGS_API_VERSION = "2021-04-01"
 # Statuses meaning "this resource type does not take the Tags API": worth trying the full PUT.
 FALLBACK_STATUSES = (400, 405)
-
-
-class TagWriteError(RuntimeError):
-    """The tags could not be written, or were written but did not show on the compute."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,7 @@ class TagWriter:
         self._client = pipeline_client
 
     # -- public interface ------------------------------------------------------------------
+    @translated
     def merge(self, workspace: WorkspaceRef, name: str, tags: Mapping[str, str], current: Optional[Mapping[str, str]] = None) -> TagWriteResult:
         """Add or update ``tags`` on the CI; every other tag stays as it is.
 
@@ -93,6 +92,7 @@ class TagWriter:
 
         return self._write(workspace, name, "Merge", wanted, lambda have: {**_without(have, wanted), **wanted}, check)
 
+    @translated
     def delete(self, workspace: WorkspaceRef, name: str, tag_names: Iterable[str], current: Optional[Mapping[str, str]] = None) -> TagWriteResult:
         """Remove the named tags (any letter case) from the CI; every other tag stays as it is."""
         doomed = {n.lower() for n in tag_names}
@@ -134,7 +134,7 @@ class TagWriter:
             return self._full_put_and_verify(workspace, name, transform, check, fell_back=True)
         raise TagWriteError(
             f"the ARM Tags API answered success for {target} but the compute does not show the change: {'; '.join(problems[1])}. "
-            "Set exemption.tag_write_method to 'auto' or 'full_put' (see README, 'Verify once, on a real CI, that exemption tags stick')."
+            "Set exemption.tag_write_method to 'auto' or 'full_put' (see docs/admin.md, 'Verify once, on a real CI, that exemption tags stick')."
         )
 
     def _full_put_and_verify(self, workspace, name, transform, check, *, fell_back: bool) -> TagWriteResult:
@@ -165,11 +165,7 @@ class TagWriter:
         raise HttpResponseError(response=response, error_format=ARMErrorFormat)
 
     def _full_put(self, workspace: WorkspaceRef, name: str, transform: Callable[[Dict[str, str]], Dict[str, str]]) -> None:
-        ops = self._gateway.client(workspace.subscription_id).compute._operation
-        rest = ops.get(workspace.resource_group, workspace.name, name)
-        rest.tags = transform(dict(rest.tags or {}))
-        # No client polling: the read-back below is the proof, as it is for the Tags API.
-        ops.begin_create_or_update(workspace.resource_group, workspace.name, name, rest, polling=False)
+        self._gateway.put_compute_tags(workspace, name, transform)
 
     def _verify(self, workspace, name, check):
         seen: Dict[str, str] = {}

@@ -22,9 +22,10 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 
-from shared.azure.ml_gateway import GatewayError, to_record
+from shared.azure.ml_gateway import MLGateway
 from shared.create.policy import APPROVE, NEEDS_APPROVAL, REJECT, CreateDecision, CreateRequest, decide_create
-from shared.models import FAILED, ComputeInstanceRecord
+from shared.errors import GatewayError, NotFoundError, OperationFailedError, ServiceError
+from shared.models import FAILED, ComputeInstanceRecord, NewComputeInstance
 from shared.report import CIResult, RunReport
 from shared.sections import CreateSection
 from shared.settings import Settings
@@ -38,39 +39,30 @@ ALREADY_EXISTS = "already_exists"
 NEEDS_APPROVAL_OUTCOME = "needs_approval"
 REJECTED = "rejected"
 OUTCOMES = (CREATED, WOULD_CREATE, ALREADY_EXISTS, NEEDS_APPROVAL_OUTCOME, REJECTED, FAILED)
-_NOT_DONE = object()
 
 
-def build_compute_instance(request: CreateRequest, decision: CreateDecision) -> Any:
-    """The azure-ai-ml entity to create: size, assigned user, idle shutdown and tags.
-
-    azure-ai-ml turns it into the PUT body of Compute/createOrUpdate/ComputeInstance.json
-    (2023-08-01-preview): ``properties.properties.vmSize``, ``personalComputeInstanceSettings
-    .assignedUser.{objectId,tenantId}``, ``idleTimeBeforeShutdown`` ("PT60M") and top-level ``tags``.
-    """
-    from azure.ai.ml.entities import AssignedUserConfiguration, ComputeInstance
-
-    return ComputeInstance(
+def new_compute_instance(request: CreateRequest, decision: CreateDecision) -> NewComputeInstance:
+    """What to create: the approved size, the requester as assigned user, idle shutdown and tags."""
+    return NewComputeInstance(
         name=request.name,
         size=decision.size,
-        create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=request.user_tenant_id, user_object_id=request.user_object_id),
-        idle_time_before_shutdown_minutes=decision.idle_minutes,
+        user_object_id=request.user_object_id,
+        user_tenant_id=request.user_tenant_id,
+        idle_minutes=decision.idle_minutes,
         tags=dict(decision.tags),
     )
 
 
 def service_message(exc: BaseException) -> str:
-    """The service's own ``code: message`` for an Azure error (not the HTTP status of a poll)."""
-    err = getattr(exc, "error", None)
-    code, message = getattr(err, "code", None), getattr(err, "message", None)
-    if message:
-        return f"{code}: {message}" if code else str(message)
+    """The service's own ``code: message`` for a failed call (any other error: its first line)."""
+    if isinstance(exc, ServiceError):
+        return exc.service_message()
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_create(
-    gateway: Any,
+    gateway: MLGateway,
     request: CreateRequest,
     settings: Settings,
     *,
@@ -89,7 +81,7 @@ def run_create(
     return report
 
 
-def _handle(gateway: Any, request: CreateRequest, settings: Settings, section: CreateSection, dry_run: bool) -> Tuple[str, str, str, CreateDecision]:
+def _handle(gateway: MLGateway, request: CreateRequest, settings: Settings, section: CreateSection, dry_run: bool) -> Tuple[str, str, str, CreateDecision]:
     decision = decide_create(request, section, settings.scope, settings.tags)
     if decision.verdict == REJECT:
         return REJECTED, f"rejected before contacting Azure: {decision.summary}", "", decision
@@ -121,12 +113,10 @@ def _handle(gateway: Any, request: CreateRequest, settings: Settings, section: C
     return (*_create(gateway, request, decision, section), decision)
 
 
-def _existing(gateway: Any, request: CreateRequest) -> Optional[ComputeInstanceRecord]:
-    from azure.core.exceptions import ResourceNotFoundError
-
+def _existing(gateway: MLGateway, request: CreateRequest) -> Optional[ComputeInstanceRecord]:
     try:
         return gateway.get_compute_instance(request.workspace, request.name)
-    except ResourceNotFoundError:
+    except NotFoundError:
         return None
 
 
@@ -134,8 +124,8 @@ def _same_user(ci: ComputeInstanceRecord, request: CreateRequest) -> bool:
     return (ci.assigned_user_object_id or "").lower() == request.user_object_id.lower()
 
 
-def _create(gateway: Any, request: CreateRequest, decision: CreateDecision, section: CreateSection) -> Tuple[str, str, str]:
-    entity = build_compute_instance(request, decision)
+def _create(gateway: MLGateway, request: CreateRequest, decision: CreateDecision, section: CreateSection) -> Tuple[str, str, str]:
+    spec = new_compute_instance(request, decision)
     log.info(
         "Creating %s in %s: size %s, idle %d min, for user %s",
         request.name,
@@ -145,29 +135,25 @@ def _create(gateway: Any, request: CreateRequest, decision: CreateDecision, sect
         request.user_object_id,
     )
     try:
-        poller = gateway.begin_create(request.workspace, entity)
+        record = gateway.create_compute_instance(request.workspace, spec, section.timeout_seconds)
+    except OperationFailedError as exc:  # accepted, then failed: report the service's message
+        return FAILED, f"creation failed: {exc.service_message()}", _last_state(gateway, request)
     except Exception as exc:  # noqa: BLE001 - the service refused the PUT: its message is the answer
         return FAILED, f"Azure refused the creation: {service_message(exc)}", ""
-    try:
-        poller.wait(section.timeout_seconds)  # re-raises a failure of the operation
-        created = poller.result() if poller.done() else _NOT_DONE
-    except Exception as exc:  # noqa: BLE001 - the operation failed: report the service's message
-        return FAILED, f"creation failed: {service_message(exc)}", _last_state(gateway, request)
-    if created is _NOT_DONE:
+    if record is None:
         last = _last_state(gateway, request)
         return (
             FAILED,
             f"creation not finished within {section.timeout_seconds:g} s (last seen {last}); Azure goes on creating it: repeat the request later to see it",
             last,
         )
-    record = to_record(request.workspace, created) if created is not None else None
-    state = record.state if record else _last_state(gateway, request)
+    state = record.state
     if state != "Running":
         return FAILED, f"creation ended in state {state}", state
     return CREATED, f"created {decision.size}, assigned to {request.user_object_id}, idle shutdown after {decision.idle_minutes} min", state
 
 
-def _last_state(gateway: Any, request: CreateRequest) -> str:
+def _last_state(gateway: MLGateway, request: CreateRequest) -> str:
     try:
         return gateway.get_compute_instance(request.workspace, request.name).state
     except Exception as exc:  # noqa: BLE001 - only used to enrich a message

@@ -23,7 +23,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from shared.automation.webhook import SOURCE_DIRECT, InboundRequest
 from shared.azure.discovery import workspace_in_scope
 from shared.azure.errors import describe_error
-from shared.azure.tag_writer import TagWriteError, TagWriter
+from shared.azure.tag_writer import TagWriter
+from shared.errors import GatewayError, NotFoundError, ServiceError, TagWriteError
 from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, check_shared_secret, decide_exemption
 from shared.exemption.request import REQUEST, ExemptionRequest, Validation, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
@@ -116,7 +117,7 @@ def handle_request(
     elif action == APPROVAL_ACTION:
         problem = (
             "This is the pending card's Approve/Reject answer as Teams sent it: the answer flow must turn it into the request "
-            "with its 'approval' before calling the webhook (README, Cost-aware approval)."
+            "with its 'approval' before calling the webhook (docs/admin.md, Cost-aware approval)."
         )
         result = _rejected([problem], {})
     else:
@@ -299,18 +300,14 @@ def _decided(
 
 def _lookup(request: ExemptionRequest, settings: Settings, gateway: Any) -> Tuple[Optional[ComputeInstanceRecord], str, bool]:
     """``(ci, problem, failed)``: the CI, or why not and whether that is our failure (not the request's)."""
-    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
-    from shared.azure.ml_gateway import GatewayError
-
     ws = request.workspace
     scope = settings.scope
     if scope.subscriptions and (ws.subscription_id.lower() not in {s.lower() for s in scope.subscriptions} or not workspace_in_scope(ws, scope)):
         return None, f"Workspace {ws.key} is not managed by CI governance.", False
     try:
         found = [w for w in gateway.list_workspaces(ws.subscription_id, ws.resource_group) if w.same_as(ws)]
-    except (ResourceNotFoundError, HttpResponseError) as exc:
-        if isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) in (403, 404):
+    except ServiceError as exc:
+        if isinstance(exc, NotFoundError) or exc.status in (403, 404):
             return None, f"Workspace {ws.key} was not found (or this automation cannot see it).", False
         return None, f"Could not look up workspace {ws.key}: {describe_error(exc)}", True
     except Exception as exc:  # noqa: BLE001 - network and SDK failures are ours, not the requester's
@@ -320,7 +317,7 @@ def _lookup(request: ExemptionRequest, settings: Settings, gateway: Any) -> Tupl
     workspace = found[0]
     try:
         return gateway.get_compute_instance(workspace, request.compute_instance), "", False
-    except ResourceNotFoundError:
+    except NotFoundError:
         return None, f"Compute instance {request.compute_instance} was not found in workspace {workspace.name}.", False
     except GatewayError as exc:
         return None, str(exc), False
