@@ -19,22 +19,39 @@ azure-mgmt-automation 2.0.0 sends for every operation):
 Errors from the Automation RP use its own ErrorResponse ({"code", "message"}, common/v1/definitions.json);
 a missing account is answered like ARM ({"error": {...}}).
 
-Behaviour the specs leave open is modelled conservatively and marked "assumption" below.
+Behaviour the specs leave open is modelled conservatively and marked "assumption" below; where a
+public source leaves two readings, the :class:`~fake_azure.platform.Platform` given as ``platform=``
+chooses (docs/platform.md). Beyond the control plane the fake also serves:
+- the webhook invocation endpoint (``POST https://<id>.webhook.<region>.azure-automation.net/webhooks?token=``,
+  automation-webhooks.md "Use a webhook"), which starts a job with argv built as Automation does for Python;
+- a job executor: a job runs the published runbook text in-process (``sys.argv``, ``__main__``, streams
+  captured), with a managed-identity endpoint (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``) whose tokens the
+  fake ARM server accepts; jobs/{name}/output and jobs/{name}/streams read what it wrote.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
+import math
+import os
 import re
 import secrets
+import sys
 import threading
+import time
+import traceback
 import uuid
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fake_azure.server import ARM_HOST, FakeArmServer, FakeRequest, FakeResponse, arm_error
+from fake_azure.platform import Platform, resolve
+from fake_azure.server import ARM_HOST, FakeArmServer, FakeRequest, FakeResponse, TokenBucket, arm_error
 
 API = "2024-10-23"
 PROVIDER = "Microsoft.Automation"
@@ -60,6 +77,26 @@ FREQUENCIES = {"OneTime", "Day", "Hour", "Week", "Month", "Minute"}
 WEEK_DAYS = {"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
 # Python 3.10 accepts cp310 manylinux x86_64 or pure wheels only (MicrosoftDocs python-3-packages.md).
 _WHEEL_OK = re.compile(r"-(py3|py2\.py3|cp310|py310|cp3\d+)-(none|abi3|cp310)-(any|manylinux[\w.]*x86_64)\.whl$", re.IGNORECASE)
+
+
+# Sandbox limits (Learn automation/automation-subscription-limits-faq.md): 512 KB webhook payload, at most
+# 50 runbook parameters and 512 KB of parameters; Automation resources take at most 15 tags
+# (tag-support.md note; MicrosoftDocs/azure-docs#58362: 400 "Too many tags.").
+MAX_WEBHOOK_PAYLOAD = 512 * 1024
+MAX_JOB_PARAMETERS, MAX_JOB_PARAMETER_BYTES = 50, 512 * 1024
+MAX_AUTOMATION_TAGS = 15
+# Package imports: about 5 per 30 s per account (UNCONFIRMED; Microsoft's
+# Utility/Python/import_py3package_from_pypi.py paces imports and waits 60 s on 429).
+IMPORT_BURST, IMPORT_WINDOW_SECONDS = 5, 30.0
+# The managed-identity endpoint a job sees (FACTS.md: newer workers use this form; older ones
+# http://127.0.0.1:<port>/oauth2/token). azure-identity takes its App Service path for it.
+IDENTITY_HOST = "http://localhost"
+IDENTITY_PATH = "/metadata/identity/oauth2/token"
+# Webhook host region codes as in the documented example URL (...webhook.wus.azure-automation.net);
+# other regions fall back to the location name (UNCONFIRMED for regions not listed).
+_REGION_CODES = {"westus": "wus", "eastus": "eus", "eastus2": "eus2", "westeurope": "we", "northeurope": "ne", "uksouth": "uks", "centralus": "cus"}
+# os.environ, sys.argv and sys.stdout are process-wide: one job runs at a time in this process.
+_PROCESS_LOCK = threading.RLock()
 
 
 def automation_error(status: int, code: str, message: str) -> FakeResponse:
@@ -167,7 +204,10 @@ class FakeWebhook:
 
 @dataclass
 class FakeJob:
-    """A job as the service records it: which runbook, with which parameters, how it ended."""
+    """A job as the service records it: which runbook, with which parameters, how it ended.
+
+    ``argv`` is what the runbook saw after ``sys.argv[0]``; ``streams`` the records it wrote as
+    (streamType, text, time); ``exit_code`` the process's exit status (None until it ran)."""
 
     name: str
     job_id: str
@@ -181,6 +221,14 @@ class FakeJob:
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     started: Optional[datetime] = None
     ended: Optional[datetime] = None
+    argv: List[str] = field(default_factory=list)
+    streams: List[Tuple[str, str, datetime]] = field(default_factory=list)
+    exit_code: Optional[int] = None
+    webhook: Optional[str] = None
+
+    def stream_text(self, stream_type: str) -> str:
+        """Every record of one stream ("Output", "Error", ...), one per line."""
+        return "\n".join(text for kind, text, _ in self.streams if kind == stream_type)
 
 
 @dataclass
@@ -263,8 +311,14 @@ class FakeAutomation:
     ``lro_polls``: how many status polls answer "still running" before a draft replace or a publish
     completes. ``package_import_reads``: how many reads of a package pass before its import ends.
     ``failing_packages``: package name (lower) -> error message for imports that should fail.
-    ``job_runner``: when set, a created job is run at once: ``runner(job, runbook) -> (status, output)``;
-    without it a job stays "New" (nothing executes it).
+    ``job_runner``: when set, a created job is run at once: ``runner(job, runbook) -> (status, output)``.
+    Without it, ``platform.run_jobs`` decides: the fake executes the published runbook (see
+    :meth:`_execute`) before answering, or (LEGACY) the job stays "New".
+    ``platform``: the reading of the platform (fake_azure/platform.py; default LEGACY for now);
+    ``import_rate_limited`` overrides its import limit; ``rate_clock`` (monotonic seconds) drives that
+    limit so tests need not sleep. ``required_distributions`` (see :meth:`require`) says which
+    distributions a runbook needs from its runtime environment: a job fails with
+    ``ModuleNotFoundError`` when one is missing or its wheel does not fit Python 3.10 on Linux x86_64.
     """
 
     def __init__(
@@ -275,13 +329,23 @@ class FakeAutomation:
         package_import_reads: int = 1,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         job_runner: Optional[JobRunner] = None,
+        platform: Optional[Platform] = None,
+        import_rate_limited: Optional[bool] = None,
+        rate_clock: Callable[[], float] = time.monotonic,
     ):
         self.server = server
         self.lro_polls = lro_polls
         self.package_import_reads = package_import_reads
         self.clock = clock
         self.job_runner = job_runner
+        self.platform = resolve(platform, import_rate_limited=import_rate_limited)
+        self.rate_clock = rate_clock
         self.failing_packages: Dict[str, str] = {}
+        # runbook name (lower) or "*" -> {distribution name: top-level module it provides}
+        self.required_distributions: Dict[str, Dict[str, str]] = {}
+        self._import_buckets: Dict[str, TokenBucket] = {}
+        self._identity_secrets: Dict[str, FakeAutomationAccount] = {}
+        self.identity_requests = 0
         self.accounts: Dict[Tuple[str, str, str], FakeAutomationAccount] = {}
         self.resource_groups: set = set()
         self.issued_webhook_uris: List[str] = []
@@ -314,6 +378,35 @@ class FakeAutomation:
         """The stored account; KeyError if absent."""
         return self.accounts[(subscription_id.lower(), resource_group.lower(), name.lower())]
 
+    def require(self, runbook: str, distributions: List[str]) -> Dict[str, str]:
+        """Declare the distributions ``runbook`` ("*": every runbook) needs in its runtime environment.
+
+        Python 3.10 has no default packages and imports do not bring their dependencies
+        (python-3-packages.md; MicrosoftDocs/azure-docs#122237), so a job needs each one imported. The
+        module named in the job's ``ModuleNotFoundError`` is the distribution's top-level module, taken
+        from the installed metadata (importlib.metadata.packages_distributions) or its name with "-"
+        replaced by "_". Returns the mapping it stored."""
+        provided: Dict[str, List[str]] = {}
+        for module, dists in importlib.metadata.packages_distributions().items():
+            for dist in dists:
+                provided.setdefault(_normalize(dist), []).append(module)
+        mapping = {}
+        for dist in distributions:
+            modules = sorted(m for m in provided.get(_normalize(dist), []) if not m.startswith("_"))
+            mapping[_normalize(dist)] = modules[0] if modules else _normalize(dist).replace("-", "_")
+        with self._lock:
+            self.required_distributions.setdefault(runbook.lower(), {}).update(mapping)
+        return mapping
+
+    def job(self, subscription_id: str, resource_group: str, account: str, job_name: str) -> FakeJob:
+        """The stored job; KeyError if absent."""
+        return self.account(subscription_id, resource_group, account).jobs[job_name.lower()]
+
+    def wait_for_job(self, subscription_id: str, resource_group: str, account: str, job_name: str) -> FakeJob:
+        """The job once it has ended. Jobs run synchronously inside the request that created them, so
+        this returns at once; it exists so tests do not depend on that."""
+        return self.job(subscription_id, resource_group, account, job_name)
+
     # -- routes -------------------------------------------------------------------------------
     def _register(self) -> None:
         def route(method: str, path: str, handler: Handler, coll: Optional[_Collection] = None, *, body: bool = False) -> None:
@@ -345,6 +438,9 @@ class FakeAutomation:
         route("PATCH", WEBHOOKS.item_path, self._patch_webhook, WEBHOOKS, body=True)
         route("PUT", JOBS.item_path, self._put_job, body=True)
         route("GET", JOBS.item_path + r"/output", self._get_job_output, JOBS)
+        route("GET", JOBS.item_path + r"/streams", self._list_job_streams, JOBS)
+        route("GET", JOBS.item_path + r"/streams/(?P<stream>[^/]+)", self._get_job_stream, JOBS)
+        self.server.route("GET", IDENTITY_PATH, self._identity_token, host=IDENTITY_HOST, authenticated=False)
 
     def _bind(self, handler: Handler, coll: Optional[_Collection], *, body: bool) -> Callable[[FakeRequest], FakeResponse]:
         """A route handler: finds the account and, with ``coll``, the items down to the one the route names
@@ -509,6 +605,9 @@ class FakeAutomation:
         if props.get("draft") is not None and props.get("publishContentLink") is not None:
             # runbook.json: "Provide either content link for a published runbook or draft, not both."
             return automation_error(400, "BadRequest", "Provide either a publishContentLink or a draft, not both.")
+        err = _too_many_tags(body)
+        if err:
+            return err
         env = props.get("runtimeEnvironment")
         if env and env.lower() not in acct.environments:
             # assumption: the service refuses a runtime environment that does not exist in the account.
@@ -528,6 +627,9 @@ class FakeAutomation:
     def _patch_runbook(self, req: FakeRequest, acct: FakeAutomationAccount, rb: FakeRunbook, body: dict) -> FakeResponse:
         # runbook.json#/definitions/RunbookUpdateParameters: description, log options and tags only.
         props = body.get("properties") or {}
+        err = _too_many_tags(body)
+        if err:
+            return err
         with self._lock:
             if "description" in props:
                 rb.description = props["description"] or ""
@@ -603,13 +705,15 @@ class FakeAutomation:
         # Learn runtime-environment-overview.md: PowerShell 5.1/7.x and Python 3.8/3.10.
         if (language, version) not in {("Python", "3.8"), ("Python", "3.10"), ("PowerShell", "5.1"), ("PowerShell", "7.2"), ("PowerShell", "7.4")}:
             return automation_error(400, "BadRequest", f"Unsupported runtime {language} {version}.")
-        if not body.get("location"):
-            return automation_error(400, "BadRequest", "location is required.")
+        err = _too_many_tags(body)
+        if err:
+            return err
         with self._lock:
             existing = acct.environments.get(name.lower())
             if existing and (existing.language, existing.version) != (language, version):
                 return automation_error(400, "BadRequest", "The language and version of a runtime environment cannot be changed.")
-            env = existing or FakeRuntimeEnvironment(name=name, location=body["location"], language=language, version=version)
+            # manage-runtime-environment.md's REST example sends no location: the account's is used.
+            env = existing or FakeRuntimeEnvironment(name=name, location=body.get("location") or acct.location, language=language, version=version)
             env.description = props.get("description") or ""
             env.tags = dict(body.get("tags") or {})
             env.default_packages = dict(props.get("defaultPackages") or {})
@@ -652,7 +756,10 @@ class FakeAutomation:
                 return
             filename = pkg.uri.split("?")[0].rsplit("/", 1)[-1]
             failure = self.failing_packages.get(pkg.name.lower())
-            if failure is None and not _WHEEL_OK.search(filename.replace("%2B", "+")):
+            # package_validation "job": automation-runbook-types.md (Python 3.10 tab): "Custom packages for
+            # Python 3.10 (preview) are only validated during job runtime" -- the import ends Succeeded and
+            # the job fails (see _missing_module). "import": the older fake refused the wheel here.
+            if failure is None and self.platform.package_validation == "import" and not _wheel_fits(filename):
                 failure = f"'{filename}' is not a wheel for Python 3.10 on Linux x86_64 (cp310/abi3/py3, manylinux x86_64 or any)."
             if failure:
                 pkg.state, pkg.error = "Failed", failure
@@ -667,10 +774,25 @@ class FakeAutomation:
         if not isinstance(uri, str) or not uri.startswith("https://"):
             return automation_error(400, "BadRequest", "properties.contentLink.uri must be an https URL the service can download.")
         name = req.match.group("pkg")
+        if self.platform.import_rate_limited:
+            bucket = self._import_bucket(acct)
+            wait = bucket.take()
+            if wait is not None:
+                # 429 + Retry-After (the status Microsoft's import_py3package_from_pypi.py waits on; the
+                # error code and the Retry-After value the service sends are UNCONFIRMED).
+                response = automation_error(429, "TooManyRequests", "Too many package imports for this account; retry later.")
+                response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return response
         with self._lock:
             existing = env.packages.get(name.lower())
             env.packages[name.lower()] = FakePackage(name=name, uri=uri, content_hash=link.get("contentHash"), reads_until_done=self.package_import_reads)
         return FakeResponse(200 if existing else 201, self.package_json(acct, env, env.packages[name.lower()]))
+
+    def _import_bucket(self, acct: FakeAutomationAccount) -> TokenBucket:
+        with self._lock:
+            if acct.id not in self._import_buckets:
+                self._import_buckets[acct.id] = TokenBucket(IMPORT_BURST, IMPORT_BURST / IMPORT_WINDOW_SECONDS, clock=self.rate_clock)
+            return self._import_buckets[acct.id]
 
     # -- schedules --------------------------------------------------------------------------------
     def schedule_json(self, acct: FakeAutomationAccount, sch: FakeSchedule) -> dict:
@@ -804,10 +926,19 @@ class FakeAutomation:
             },
         }
 
-    def _generate_uri(self, req: FakeRequest, acct: FakeAutomationAccount) -> FakeResponse:
-        uri = f"https://{uuid.uuid4()}.webhook.{acct.location}.azure-automation.net/webhooks?token={secrets.token_urlsafe(32)}"
+    def _new_uri(self, acct: FakeAutomationAccount) -> str:
+        # The documented form: https://<id>.webhook.<region>.azure-automation.net/webhooks?token=<token>
+        # (automation-webhooks.md: "https://ad7f1818-7ea9-4567-b43a.webhook.wus.azure-automation.net/webhooks?token=...").
+        region = _REGION_CODES.get(acct.location.lower(), acct.location.lower())
+        host = f"https://{uuid.uuid4()}.webhook.{region}.azure-automation.net"
+        uri = f"{host}/webhooks?token={secrets.token_urlsafe(32)}"
         with self._lock:
             self.issued_webhook_uris.append(uri)
+        self.server.route("POST", "/webhooks", self._invoke_webhook, host=host, authenticated=False)
+        return uri
+
+    def _generate_uri(self, req: FakeRequest, acct: FakeAutomationAccount) -> FakeResponse:
+        uri = self._new_uri(acct)
         # webhook.json: Webhook_GenerateUri answers 200 with a JSON string.
         return FakeResponse(200, f'"{uri}"', {"Content-Type": "application/json; charset=utf-8"})
 
@@ -823,6 +954,11 @@ class FakeAutomation:
         with self._lock:
             existing = acct.webhooks.get(name.lower())
             uri = props.get("uri")
+            generated = False
+            if existing is None and not uri:
+                # automation-webhooks.md, REST tab: the body has no uri; the service generates one and
+                # returns it once, in this response ($response.properties.uri).
+                uri, generated = self._new_uri(acct), True
             if existing is None:
                 if uri not in self.issued_webhook_uris:
                     return automation_error(400, "BadRequest", "properties.uri must be a URI returned by webhooks/generateUri.")
@@ -836,7 +972,10 @@ class FakeAutomation:
                 wh.runbook, wh.expiry_time = rb.name, expiry
                 wh.is_enabled = bool(props.get("isEnabled", wh.is_enabled))
                 wh.parameters = props.get("parameters", wh.parameters)
-        return FakeResponse(200 if existing else 201, self.webhook_json(acct, wh))
+        body = self.webhook_json(acct, wh)
+        if existing is None and generated:
+            body["properties"]["uri"] = wh.uri
+        return FakeResponse(200 if existing else 201, body)
 
     def _patch_webhook(self, req: FakeRequest, acct: FakeAutomationAccount, wh: FakeWebhook, body: dict) -> FakeResponse:
         # webhook.json#/definitions/WebhookUpdateProperties: isEnabled, runOn, parameters, description.
@@ -853,8 +992,10 @@ class FakeAutomation:
         return FakeResponse(200, self.webhook_json(acct, wh))
 
     # -- jobs -----------------------------------------------------------------------------------------
-    def job_json(self, acct: FakeAutomationAccount, job: FakeJob) -> dict:
+    def job_json(self, acct: FakeAutomationAccount, job: FakeJob, status: Optional[str] = None) -> dict:
         """job.json#/definitions/Job (examples/job/createJob.json, getJob.json)."""
+        status = status or job.status
+        done = status in ("Completed", "Failed", "Stopped")
         return {
             "id": f"{acct.id}/jobs/{job.name}",
             "name": job.name,
@@ -862,14 +1003,14 @@ class FakeAutomation:
             "properties": {
                 "jobId": job.job_id,
                 "runbook": {"name": job.runbook},
-                "provisioningState": "Succeeded" if job.status in ("Completed", "Failed", "Stopped") else "Processing",
+                "provisioningState": "Succeeded" if done else "Processing",
                 "creationTime": _iso(job.created),
-                "startTime": _iso(job.started),
-                "endTime": _iso(job.ended),
-                "exception": job.exception,
-                "lastModifiedTime": _iso(job.ended or job.created),
-                "lastStatusModifiedTime": _iso(job.ended or job.created),
-                "status": job.status,
+                "startTime": _iso(job.started) if status != "New" else None,
+                "endTime": _iso(job.ended) if done else None,
+                "exception": job.exception if done else None,
+                "lastModifiedTime": _iso(job.ended if done else job.created),
+                "lastStatusModifiedTime": _iso(job.ended if done else job.created),
+                "status": status,
                 "statusDetails": "None",
                 "parameters": dict(job.parameters),
                 "runOn": job.run_on,
@@ -883,20 +1024,27 @@ class FakeAutomation:
         if err:
             return err
         assert rb is not None
+        parameters = {str(k): "" if v is None else str(v) for k, v in (props.get("parameters") or {}).items()}
+        if len(parameters) > MAX_JOB_PARAMETERS or sum(len(k) + len(v) for k, v in parameters.items()) > MAX_JOB_PARAMETER_BYTES:
+            return automation_error(400, "BadRequest", f"A job takes at most {MAX_JOB_PARAMETERS} parameters and 512 KB of parameter values.")
         name = req.match.group("name")
         with self._lock:
             if name.lower() in acct.jobs:
                 return automation_error(409, "Conflict", f"A job named '{name}' already exists.")
+            # Python runbooks get parameters positionally, each value split on whitespace into several argv
+            # entries (azureautomation/runbooks#87; Utility/Python/import_py3package_from_pypi.py). Names are
+            # dropped; the order is the order of the request's JSON object (the best a client can control;
+            # UNCONFIRMED).
+            argv = [part for value in parameters.values() for part in value.split()]
             job = FakeJob(
-                name,
-                str(uuid.uuid4()),
-                rb.name,
-                dict(props.get("parameters") or {}),
-                rb.runtime_environment,
-                run_on=props.get("runOn") or "",
-                created=self.clock(),
+                name, str(uuid.uuid4()), rb.name, parameters, rb.runtime_environment, run_on=props.get("runOn") or "", created=self.clock(), argv=argv
             )
             acct.jobs[name.lower()] = job
+        self._run(acct, job, rb)
+        # createJob.json answers 201 with the job as queued ("New"); reads afterwards show how it went.
+        return FakeResponse(201, self.job_json(acct, job, status="New"))
+
+    def _run(self, acct: FakeAutomationAccount, job: FakeJob, rb: FakeRunbook) -> None:
         if self.job_runner is not None:
             job.started = self.clock()
             try:
@@ -904,7 +1052,220 @@ class FakeAutomation:
             except Exception as exc:  # a crashing runbook is a failed job, as in the service
                 job.status, job.exception = "Failed", f"{type(exc).__name__}: {exc}"
             job.ended = self.clock()
-        return FakeResponse(201, self.job_json(acct, job))
+        elif self.platform.run_jobs:
+            self._execute(acct, job, rb)
+
+    def _missing_module(self, acct: FakeAutomationAccount, rb: FakeRunbook) -> Optional[str]:
+        """The module a job of ``rb`` cannot import: a required distribution (see :meth:`require`) that the
+        runbook's runtime environment lacks, whose import did not succeed, or whose wheel does not fit
+        Python 3.10 on Linux x86_64 (cp310 / abi3 / py3-none-any; python-3-packages.md)."""
+        with self._lock:
+            required = {**self.required_distributions.get("*", {}), **self.required_distributions.get(rb.name.lower(), {})}
+            env = acct.environments.get((rb.runtime_environment or "").lower())
+            packages: Dict[str, FakePackage] = {}
+            for pkg in env.packages.values() if env else []:
+                self._advance_import(pkg)
+                packages[_normalize(pkg.name)] = pkg
+                packages.setdefault(_normalize(_filename(pkg.uri).split("-")[0]), pkg)
+        for dist, module in required.items():
+            pkg = packages.get(dist)
+            if pkg is None or pkg.state != "Succeeded" or not _wheel_fits(_filename(pkg.uri)):
+                return module
+        return None
+
+    def _execute(self, acct: FakeAutomationAccount, job: FakeJob, rb: FakeRunbook) -> None:
+        """Run the published runbook as the Python 3.10 sandbox would: ``sys.argv = [script] + argv``,
+        ``__name__ == "__main__"``, stdout to the Output stream and stderr to the Error stream (one record
+        per line; assumption), ``IDENTITY_ENDPOINT``/``IDENTITY_HEADER`` set for the managed identity (FACTS.md,
+        enable-managed-identity-for-automation.md). In-process, so the runbook reaches this fake Azure.
+
+        Status: Completed when the script ends with exit code 0; a non-zero exit or an uncaught exception
+        gives ``platform.job_nonzero_exit`` (UNCONFIRMED; the traceback is in the Error stream either way).
+        A package the runbook needs but cannot import fails the job before it starts (automation-runbook-types.md,
+        Python 3.10 tab: "Job is expected to fail if the package is not compatible ...")."""
+        job.status, job.started = "Running", self.clock()
+        missing = self._missing_module(acct, rb)
+        if missing is not None:
+            message = f"ModuleNotFoundError: No module named '{missing}'"
+            job.streams.append(("Error", message, self.clock()))
+            job.status, job.exception, job.exit_code, job.ended = "Failed", message, 1, self.clock()
+            return
+        secret = secrets.token_urlsafe(24)
+        with self._lock:
+            self._identity_secrets[secret] = acct
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        script = f"{rb.name}.py"
+        with _PROCESS_LOCK:
+            saved_env = {k: os.environ.get(k) for k in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
+            saved_argv = sys.argv
+            os.environ["IDENTITY_ENDPOINT"] = IDENTITY_HOST + IDENTITY_PATH
+            os.environ["IDENTITY_HEADER"] = secret
+            sys.argv = [script, *job.argv]
+            try:
+                with redirect_stdout(out), redirect_stderr(err):
+                    try:
+                        exec(compile(rb.published or "", script, "exec"), {"__name__": "__main__", "__file__": script, "__builtins__": __builtins__})
+                    except SystemExit as exc:
+                        if exc.code is None or isinstance(exc.code, int):
+                            code = exc.code or 0
+                        else:
+                            print(exc.code, file=sys.stderr)
+                            code = 1
+                    except Exception:  # an uncaught exception ends the process with status 1
+                        traceback.print_exc()
+                        code = 1
+            finally:
+                sys.argv = saved_argv
+                for key, value in saved_env.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                with self._lock:
+                    self._identity_secrets.pop(secret, None)
+        now = self.clock()
+        job.streams.extend(("Output", line, now) for line in out.getvalue().splitlines())
+        job.streams.extend(("Error", line, now) for line in err.getvalue().splitlines())
+        job.output = job.stream_text("Output")
+        job.exit_code = code
+        if code == 0:
+            job.status = "Completed"
+        else:
+            job.status = self.platform.job_nonzero_exit
+            errors = [line for line in err.getvalue().splitlines() if line.strip()]
+            job.exception = errors[-1] if errors else f"The runbook exited with code {code}."
+        job.ended = self.clock()
 
     def _get_job_output(self, req: FakeRequest, acct: FakeAutomationAccount, job: FakeJob) -> FakeResponse:
+        # Job_GetOutput: text/plain, the Output stream.
         return FakeResponse(200, job.output, {"Content-Type": "text/plain; charset=utf-8"})
+
+    def _stream_json(self, acct: FakeAutomationAccount, job: FakeJob, index: int) -> dict:
+        """jobStream.json#/definitions/JobStream (examples/job/listJobStreamsByJob.json, getJobStream.json)."""
+        kind, text, at = job.streams[index]
+        stream_id = f"{job.job_id}:{index:05d}"
+        return {
+            "id": f"{acct.id}/jobs/{job.name}/streams/{stream_id}",
+            "properties": {"jobStreamId": stream_id, "time": _iso(at), "streamType": kind, "streamText": text, "summary": text[:80], "value": {}},
+        }
+
+    def _list_job_streams(self, req: FakeRequest, acct: FakeAutomationAccount, job: FakeJob) -> FakeResponse:
+        # JobStream_ListByJob; $filter such as "properties/streamType eq 'Output'" (other clauses ignored).
+        wanted = re.search(r"streamType\s+eq\s+'(\w+)'", req.query.get("$filter", ""))
+        kinds = None if wanted is None or wanted.group(1) == "Any" else wanted.group(1).lower()
+        items = [self._stream_json(acct, job, i) for i, (kind, _, _) in enumerate(job.streams) if kinds is None or kind.lower() == kinds]
+        return FakeResponse(200, {"value": items})
+
+    def _get_job_stream(self, req: FakeRequest, acct: FakeAutomationAccount, job: FakeJob) -> FakeResponse:
+        wanted = unquote(req.match.group("stream"))  # ids look like "<jobId>:<number>" (getJobStream.json)
+        for i in range(len(job.streams)):
+            if f"{job.job_id}:{i:05d}" == wanted:
+                return FakeResponse(200, self._stream_json(acct, job, i))
+        return automation_error(404, "NotFound", f"Job stream '{wanted}' was not found.")
+
+    # -- webhook invocation -------------------------------------------------------------------------
+    def _invoke_webhook(self, req: FakeRequest) -> FakeResponse:
+        """POST to a webhook URL (automation-webhooks.md, "Use a webhook"): 202 ``{"JobIds": [id]}``; 400 when
+        the webhook is expired or disabled or the token is missing; 404 when no webhook has that token (or its
+        runbook is gone). A payload over 512 KB (automation-subscription-limits-faq.md) is refused with 413 (the
+        status is UNCONFIRMED)."""
+        token = req.query.get("token")
+        if not token:
+            return automation_error(400, "BadRequest", "The token in the URL is invalid.")
+        body = req.body if isinstance(req.body, bytes) else (req.body or "").encode("utf-8")
+        if len(body) > MAX_WEBHOOK_PAYLOAD:
+            return automation_error(413, "RequestEntityTooLarge", "The webhook payload is larger than 512 KB.")
+        host = req.url.split("/webhooks", 1)[0].lower().replace(":443", "")
+        found = None
+        with self._lock:
+            for acct in self.accounts.values():
+                for wh in acct.webhooks.values():
+                    wh_host, _, query = wh.uri.partition("/webhooks?")
+                    if wh_host.lower() == host and query == f"token={token}":
+                        found = (acct, wh)
+        if found is None:
+            return automation_error(404, "NotFound", "The webhook was not found.")
+        acct, wh = found
+        if not wh.is_enabled:
+            return automation_error(400, "BadRequest", "The webhook is disabled.")
+        if wh.expiry_time <= self.clock():
+            return automation_error(400, "BadRequest", "The webhook has expired.")
+        rb = acct.runbooks.get(wh.runbook.lower())
+        if rb is None or rb.published is None:
+            return automation_error(404, "NotFound", f"The runbook '{wh.runbook}' was not found.")
+        envelope = self.webhook_envelope(wh, req.headers, body.decode("utf-8", errors="replace"), host)
+        own = dict(wh.parameters or {})
+        own_argv = [part for value in own.values() for part in str(value or "").split()]
+        if self.platform.webhook_parameters_order == "before":
+            argv, parameters = own_argv + envelope.split(), {**own, "WebhookData": envelope}
+        else:
+            argv, parameters = envelope.split() + own_argv, {"WebhookData": envelope, **own}
+        job_id = str(uuid.uuid4())
+        job = FakeJob(job_id, job_id, rb.name, parameters, rb.runtime_environment, run_on=wh.run_on or "", created=self.clock(), argv=argv, webhook=wh.name)
+        with self._lock:
+            acct.jobs[job_id.lower()] = job
+        self._run(acct, job, rb)
+        return FakeResponse(202, {"JobIds": [job_id]})
+
+    def webhook_envelope(self, wh: FakeWebhook, headers: Dict[str, str], body: str, host: str) -> str:
+        """The WebhookData text a Python runbook receives (before whitespace splitting):
+        ``{WebhookName:<name>,RequestBody:<body>,RequestHeader:{Connection:Keep-Alive,Content-Type:...,Host:...,...}}``
+        with unquoted keys (azureautomation/runbooks Utility/Python/process_azure_alerts.py cuts the body
+        between "RequestBody:" and "RequestHeader:"; svenbaeck/azureRunbookPython3Parser; the PowerShell 7 form in
+        automation-webhooks.md). With ``platform.webhook_body_escaped`` the body's quotes arrive as \\" and its
+        newlines as the literal \\r\\n (automation-webhooks.md's WebhookData example)."""
+        if self.platform.webhook_body_escaped:
+            body = body.replace("\r\n", "\n").replace("\n", "\\r\\n").replace('"', '\\"')
+        lower = {k.lower(): v for k, v in headers.items()}
+        parts = ["Connection:Keep-Alive"]
+        if "content-type" in lower:
+            parts.append(f"Content-Type:{lower['content-type']}")
+        parts.append(f"Host:{host.split('://', 1)[-1]}")
+        parts += [f"{k}:{v}" for k, v in headers.items() if k.lower() not in ("connection", "content-type", "host")]
+        return "{WebhookName:" + wh.name + ",RequestBody:" + body + ",RequestHeader:{" + ",".join(parts) + "}}"
+
+    # -- managed identity ------------------------------------------------------------------------------
+    def _identity_token(self, req: FakeRequest) -> FakeResponse:
+        """The sandbox's managed-identity endpoint, App Service style (msal managed_identity.py
+        _obtain_token_on_app_service; enable-managed-identity-for-automation.md): GET with
+        ``X-IDENTITY-HEADER`` and ``resource``; answers ``access_token`` and ``expires_on`` (epoch seconds).
+        The token is one the fake ARM server accepts. ``client_id`` (user-assigned) is accepted as given."""
+        secret = next((v for k, v in req.headers.items() if k.lower() == "x-identity-header"), None)
+        with self._lock:
+            acct = self._identity_secrets.get(secret or "")
+            self.identity_requests += 1
+        if acct is None:
+            return FakeResponse(401, {"statusCode": 401, "message": "Missing or invalid X-IDENTITY-HEADER."})
+        if not acct.identity_type:
+            return FakeResponse(400, {"statusCode": 400, "message": "No managed identity is enabled for this Automation account."})
+        resource = req.query.get("resource", "")
+        if not resource.rstrip("/").startswith("https://management.azure.com"):
+            return FakeResponse(400, {"statusCode": 400, "message": f"The fake issues only ARM tokens, not for '{resource}'."})
+        token, expires = self.server.authority.issue(3600)
+        return FakeResponse(
+            200,
+            {"access_token": token, "expires_on": str(int(expires)), "resource": resource, "token_type": "Bearer", "client_id": acct.principal_id},
+        )
+
+
+def _normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _filename(uri: str) -> str:
+    return uri.split("?")[0].rsplit("/", 1)[-1].replace("%2B", "+")
+
+
+def _wheel_fits(filename: str) -> bool:
+    """Python 3.10 on Linux x86_64 takes cp310/abi3/py3 wheels for manylinux x86_64 or any (python-3-packages.md)."""
+    return bool(_WHEEL_OK.search(filename.replace("%2B", "+")))
+
+
+def _too_many_tags(body: dict) -> Optional[FakeResponse]:
+    tags = body.get("tags") or {}
+    if len(tags) > MAX_AUTOMATION_TAGS:
+        # MicrosoftDocs/azure-docs#58362: Automation answers 400 BadRequest, "Too many tags."
+        return automation_error(400, "BadRequest", "Too many tags.")
+    return None
