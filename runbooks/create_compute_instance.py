@@ -32,14 +32,13 @@ except ImportError:  # run from a checkout: python runbooks/create_compute_insta
 
 from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
-from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, extract_request, split_argv
+from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, check_shared_secret, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.create.policy import CreateRequest
 from shared.create.request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
 from shared.create.run import RUNBOOK, run_create
 from shared.errors import SettingsError, UsageError
-from shared.exemption.policy import check_shared_secret
 from shared.models import WorkspaceRef
 from shared.sections import CreateSection
 from shared.settings import Settings

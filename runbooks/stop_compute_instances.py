@@ -28,7 +28,6 @@ from shared.automation.output import configure_logging, emit_report, parse_and_l
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.errors import SettingsError, UsageError
-from shared.sections import PricingSection
 from shared.stop.run import run_stop_sweep
 from shared.stop.summary import post_nightly_summary
 
@@ -44,7 +43,6 @@ def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: O
     try:
         args, settings = parse_and_load(parser, argv)
         settings.require_scope()
-        settings.section("pricing", PricingSection)  # a bad section fails here, before any call
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
     cred, who = get_credential(settings.identity.client_id, credential=credential)

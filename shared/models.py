@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Dict, Optional
 
 
@@ -118,3 +120,29 @@ class Money:
     def format(self) -> str:
         """The amount for people, e.g. ``"USD 12.34"``."""
         return f"{self.currency} {self.amount:.2f}"
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """The Linux pay-as-you-go price of one VM size in one region."""
+
+    vm_size: str
+    region: str
+    currency: str
+    hourly: float
+    meter: str
+    effective_from: str
+
+
+def estimate_cost(quote: Optional[PriceQuote], hours: float) -> Optional[Money]:
+    """What ``hours`` of the quoted VM cost; None when the price is unknown."""
+    if hours < 0 or math.isnan(hours):
+        raise ValueError(f"hours must be >= 0, not {hours}")
+    if quote is None:
+        return None
+    return Money(quote.hourly * hours, quote.currency)
+
+
+def hours_until(now: datetime, until: datetime) -> float:
+    """Hours from ``now`` to ``until``; 0 if ``until`` has passed."""
+    return max(0.0, (until - now).total_seconds() / 3600.0)

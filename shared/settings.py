@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import fnmatch
 import json
 import os
 import typing
@@ -24,6 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from shared.errors import SettingsError
 from shared.models import GUID as _GUID
+from shared.models import WorkspaceRef
 from shared.tags import TagNames
 
 T = TypeVar("T")
@@ -221,3 +223,20 @@ def _merge(base: Dict[str, Any], top: Mapping[str, Any]) -> Dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def workspace_in_scope(workspace: WorkspaceRef, scope: Scope) -> bool:
+    """Apply the resource-group list and the workspace allow/deny patterns (case-insensitive).
+
+    Patterns match the workspace name or ``resourceGroup/workspace``. Deny wins over allow.
+    """
+    if scope.resource_groups and workspace.resource_group.lower() not in {rg.lower() for rg in scope.resource_groups}:
+        return False
+    names = (workspace.name.lower(), f"{workspace.resource_group}/{workspace.name}".lower())
+
+    def hit(patterns: Tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatchcase(n, p.lower()) for p in patterns for n in names)
+
+    if hit(scope.exclude_workspaces):
+        return False
+    return not scope.include_workspaces or hit(scope.include_workspaces)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.azure.auth import get_credential, in_azure_automation
-from shared.azure.discovery import workspace_in_scope
 from shared.models import WorkspaceRef
-from shared.settings import Scope
+from shared.settings import Scope, workspace_in_scope
 
 AUTOMATION = {"IDENTITY_ENDPOINT": "http://127.0.0.1:40342/metadata/identity/oauth2/token", "IDENTITY_HEADER": "secret"}
 

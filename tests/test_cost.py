@@ -16,8 +16,7 @@ from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import stop_compute_instances
 from shared.errors import SettingsError
-from shared.models import EXEMPT, STOPPED, WOULD_STOP
-from shared.pricing.client import PriceQuote
+from shared.models import EXEMPT, STOPPED, WOULD_STOP, PriceQuote
 from shared.pricing.cost import CostEstimate, PriceLookups, avoided_text, hours_avoided, make_client, next_morning, price_results
 from shared.report import CIResult, RunReport
 from shared.sections import PricingSection

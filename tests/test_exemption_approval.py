@@ -21,8 +21,7 @@ from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request
 from shared.exemption.policy import NEEDS_APPROVAL, RECORD, REJECT, ExemptionCost, cost_gate, decide_exemption
 from shared.exemption.request import validate_request
-from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.pricing.client import PriceQuote
+from shared.models import ComputeInstanceRecord, PriceQuote, WorkspaceRef
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import encode_settings
 from shared.teams.inbound import Approval

@@ -8,8 +8,9 @@ from typing import Any, Dict, Optional
 
 import pytest
 
+from shared.automation.webhook import check_shared_secret
 from shared.errors import SettingsError
-from shared.exemption.policy import RECORD, REJECT, check_shared_secret, decide_exemption, is_approver, load_section
+from shared.exemption.policy import RECORD, REJECT, decide_exemption, is_approver, load_section
 from shared.exemption.request import CANCEL, REQUEST, Responder, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.sections import ExemptionSection, RequestRules

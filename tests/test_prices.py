@@ -25,17 +25,8 @@ from responses import matchers
 
 from fake_azure.retail_prices import EXCHANGE_RATES, FakeRetailPrices, load_default_catalog, parse_filter
 from fake_azure.server import FakeArmServer, Fault
-from shared.models import Money
-from shared.pricing.client import (
-    API_VERSION,
-    RETAIL_PRICES_URL,
-    PriceQuote,
-    RetailPriceClient,
-    choose_linux_payg,
-    estimate_cost,
-    hours_until,
-    normalize_vm_size,
-)
+from shared.models import Money, PriceQuote, estimate_cost, hours_until
+from shared.pricing.client import API_VERSION, RETAIL_PRICES_URL, RetailPriceClient, choose_linux_payg, normalize_vm_size
 
 DATA = Path(__file__).parent / "data"
 PRICES_RE = re.compile(r"https://prices\.azure\.com(:443)?/api/retail/prices.*")

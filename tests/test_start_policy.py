@@ -7,10 +7,10 @@ from datetime import date, datetime, timezone
 import pytest
 
 from shared.errors import SettingsError
-from shared.models import SKIPPED, ComputeInstanceRecord, WorkspaceRef
+from shared.models import ALREADY_RUNNING, SKIPPED, STARTED, ComputeInstanceRecord, WorkspaceRef
 from shared.sections import StartSection
 from shared.settings import settings_from_dict
-from shared.start.policy import ALREADY_RUNNING, STARTED, decide_start, local_today, read_opt_in
+from shared.start.policy import decide_start, local_today, read_opt_in
 from shared.tags import TagNames
 
 N = TagNames()

@@ -20,8 +20,7 @@ from fake_azure.teams import DEFAULT_URL, FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances, warn_before_stop
 from shared.errors import SettingsError
 from shared.exemption.request import validate_request
-from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.pricing.client import PriceQuote
+from shared.models import ComputeInstanceRecord, PriceQuote, WorkspaceRef
 from shared.pricing.cost import CICost, CostEstimate
 from shared.sections import RequestRules, StopPolicy, WarningSection
 from shared.settings import encode_settings, settings_from_dict

@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 from shared.automation.args import RunbookArgumentParser, flatten_argv
 from shared.report import PRINTED_SUMMARY_BUDGET, SUMMARY_MARKER, RunReport
+from shared.sections import read_sections
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger("ci_governance")
@@ -34,7 +35,8 @@ def configure_logging(verbose: bool = False, stream: Any = None) -> None:
 
 
 def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]]) -> Tuple[Any, Settings]:
-    """Parse runbook parameters and load settings, applying scope flags.
+    """Parse runbook parameters and load settings, applying scope flags, and check the whole
+    settings document (every section, whichever runbook reads it) before any call.
 
     Raises UsageError or SettingsError with a message meant for the operator.
     """
@@ -49,6 +51,7 @@ def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]])
         overrides["include_workspaces"] = list(args.workspace)
     if overrides:
         settings = settings.with_overrides(scope=overrides)
+    read_sections(settings)  # a mistyped section of any runbook fails every runbook at once, with exit 2
     return args, settings
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import re
 from dataclasses import dataclass, field
@@ -187,3 +188,22 @@ def add_request_arguments(parser: Any) -> None:
     parser.add_argument("--webhook-data", help="the webhook object {WebhookName, RequestBody, RequestHeader} as JSON")
     parser.add_argument("--request", help="the request body as JSON (Automation's Create job API)")
     parser.add_argument("--request-b64", help="the request body as base64 JSON")
+
+
+def check_shared_secret(headers: Mapping[str, str], header_name: Optional[str], expected: Optional[str]) -> Optional[str]:
+    """None if the request may proceed, else the reason to refuse it.
+
+    With ``header_name`` unset there is nothing to check. The comparison is constant-time
+    (``hmac.compare_digest``) so the secret cannot be guessed from response timing.
+    """
+    if not header_name:
+        return None
+    if not expected:
+        # Settings validation refuses this combination; stay closed if it slips through.
+        return "The shared secret is not configured (teams.shared_secret), so no request can be trusted."
+    supplied = next((v for k, v in (headers or {}).items() if k.lower() == header_name.lower()), None)
+    if supplied is None:
+        return f"The request did not carry the {header_name} header."
+    if not isinstance(supplied, str) or not hmac.compare_digest(supplied.encode("utf-8"), expected.encode("utf-8")):
+        return f"The {header_name} header does not match the configured shared secret."
+    return None

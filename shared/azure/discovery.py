@@ -7,7 +7,6 @@ own retries: a workspace left out of discovery is left running for the night."""
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from typing import Any, Callable, List, Tuple, TypeVar
 from shared.azure.errors import describe_error, is_transient
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.report import ScopeError
-from shared.settings import Scope
+from shared.settings import Scope, workspace_in_scope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,21 +33,6 @@ class Inventory:
     errors: List[ScopeError] = field(default_factory=list)
 
 
-def workspace_in_scope(workspace: WorkspaceRef, scope: Scope) -> bool:
-    """Apply the resource-group list and the workspace allow/deny patterns (case-insensitive).
-
-    Patterns match the workspace name or ``resourceGroup/workspace``. Deny wins over allow.
-    """
-    if scope.resource_groups and workspace.resource_group.lower() not in {rg.lower() for rg in scope.resource_groups}:
-        return False
-    names = (workspace.name.lower(), f"{workspace.resource_group}/{workspace.name}".lower())
-
-    def hit(patterns: Tuple[str, ...]) -> bool:
-        return any(fnmatch.fnmatchcase(n, p.lower()) for p in patterns for n in names)
-
-    if hit(scope.exclude_workspaces):
-        return False
-    return not scope.include_workspaces or hit(scope.include_workspaces)
 
 
 

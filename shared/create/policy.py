@@ -24,12 +24,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from shared.azure.discovery import workspace_in_scope
 from shared.errors import TagFormatError
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef
 from shared.sections import IDLE_MIN_MINUTES, NAME_MAX, NAME_MIN, CreateSection
-from shared.settings import Scope
+from shared.settings import Scope, workspace_in_scope
 from shared.tags import MAX_TAGS_PER_RESOURCE, TagNames, clean_text, validate_tag_name, validate_tag_value
 from shared.teams.inbound import Approval, listed
 

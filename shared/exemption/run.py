@@ -20,19 +20,18 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from shared.automation.webhook import SOURCE_DIRECT, InboundRequest
-from shared.azure.discovery import workspace_in_scope
+from shared.automation.webhook import SOURCE_DIRECT, InboundRequest, check_shared_secret
 from shared.azure.errors import describe_error
 from shared.azure.tag_writer import TagWriter
 from shared.errors import GatewayError, NotFoundError, ServiceError, TagWriteError
-from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, check_shared_secret, decide_exemption
+from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, decide_exemption
 from shared.exemption.request import REQUEST, ExemptionRequest, Validation, validate_request
-from shared.models import ComputeInstanceRecord, WorkspaceRef
-from shared.pricing.client import RetailPriceClient, hours_until
+from shared.models import ComputeInstanceRecord, WorkspaceRef, hours_until
+from shared.pricing.client import RetailPriceClient
 from shared.pricing.cost import make_client
 from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection
-from shared.settings import Settings
+from shared.settings import Settings, workspace_in_scope
 from shared.tags import Exemption, TagNames, clean_text, exemption_tags, read_exemption, tag_value, validate_tag_value
 from shared.times import load_zone
 

@@ -19,17 +19,14 @@ reservations, savings plans and negotiated discounts are not counted: this is a 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
 
-from shared.models import Money
+from shared.models import PriceQuote
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +46,6 @@ _EXCLUDED_PRODUCT_WORDS = ("windows", "cloud services")
 _EXCLUDED_SKU_WORDS = ("spot", "low priority")
 
 
-@dataclass(frozen=True)
-class PriceQuote:
-    """The Linux pay-as-you-go price of one VM size in one region."""
-
-    vm_size: str
-    region: str
-    currency: str
-    hourly: float
-    meter: str
-    effective_from: str
 
 
 
@@ -98,18 +85,8 @@ def normalize_region(region: str) -> str:
     return text
 
 
-def estimate_cost(quote: Optional[PriceQuote], hours: float) -> Optional[Money]:
-    """What ``hours`` of the quoted VM cost; None when the price is unknown."""
-    if hours < 0 or math.isnan(hours):
-        raise ValueError(f"hours must be >= 0, not {hours}")
-    if quote is None:
-        return None
-    return Money(quote.hourly * hours, quote.currency)
 
 
-def hours_until(now: datetime, until: datetime) -> float:
-    """Hours from ``now`` to ``until``; 0 if ``until`` has passed."""
-    return max(0.0, (until - now).total_seconds() / 3600.0)
 
 
 def choose_linux_payg(items: Iterable[Any], arm_sku_name: str) -> Optional[Dict[str, Any]]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from shared.models import STOPPED, WOULD_STOP, Money
-from shared.pricing.client import PriceQuote, RetailPriceClient, hours_until
+from shared.models import STOPPED, WOULD_STOP, Money, PriceQuote, hours_until
+from shared.pricing.client import RetailPriceClient
 from shared.report import CIResult, RunReport
 from shared.sections import PricingSection
 from shared.times import format_instant, load_zone
