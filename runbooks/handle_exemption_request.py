@@ -33,10 +33,9 @@ from shared.automation.output import configure_logging, emit_report, parse_and_l
 from shared.automation.webhook import WebhookInputError, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
-from shared.azure.tag_writer import TagWriter
 from shared.errors import SettingsError, UsageError
 from shared.exemption.policy import load_section
-from shared.exemption.run import RUNBOOK, handle_request, price_client, reject_unreadable
+from shared.exemption.run import RUNBOOK, handle_request, price_client, reject_unreadable, tag_writer_for
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
@@ -82,10 +81,7 @@ def main(
     cred, who = get_credential(settings.identity.client_id, credential=credential)
     log.info("Signed in with %s; tags are written with method %s", who, section.tag_write_method)
     gateway = gateway or AzureMLGateway(cred)
-    writer = TagWriter(
-        cred, gateway, section.tag_write_method, readback_attempts=section.readback_attempts, readback_delay_seconds=section.readback_delay_seconds
-    )
-    report = handle_request(inbound, settings, section, gateway, writer, now=now, session=session, prices=prices)
+    report = handle_request(inbound, settings, section, gateway, tag_writer_for(cred, gateway, section), now=now, session=session, prices=prices)
     emit_report(report, args.summary_file)
     return report.exit_code
 

@@ -143,6 +143,13 @@ def handle_request(
     return report
 
 
+def tag_writer_for(credential: Any, gateway: Any, section: ExemptionSection) -> TagWriter:
+    """The tag writer the ``exemption`` section asks for (method and read-back timing)."""
+    return TagWriter(
+        credential, gateway, section.tag_write_method, readback_attempts=section.readback_attempts, readback_delay_seconds=section.readback_delay_seconds
+    )
+
+
 def reject_unreadable(message: str, settings: Settings, *, now: Optional[datetime] = None, session: Any = None) -> ExemptionReport:
     """Report (exit code 2) and answer a request that could not even be read (bad JSON, no request)."""
     now = now or datetime.now(timezone.utc)

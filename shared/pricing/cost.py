@@ -19,13 +19,15 @@ import re
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from shared.models import STOPPED, WOULD_STOP, Money, PriceQuote, hours_until
-from shared.pricing.client import RetailPriceClient
 from shared.report import CIResult, RunReport
 from shared.sections import PricingSection
 from shared.times import format_instant, load_zone
+
+if TYPE_CHECKING:  # the estimate types are pure; only make_client needs the HTTP client
+    from shared.pricing.client import RetailPriceClient
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ def avoided_text(estimate: CostEstimate, dry_run: bool) -> str:
 
 
 def make_client(section: PricingSection, session: Any = None) -> RetailPriceClient:
+    from shared.pricing.client import RetailPriceClient
+
     """A prices client for ``section``: bounded per request and per lookup."""
     return RetailPriceClient(session, currency=section.currency, timeout=min(REQUEST_TIMEOUT_SECONDS, section.lookup_timeout_seconds), max_pages=MAX_PAGES)
 
