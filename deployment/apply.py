@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.automation import models
@@ -103,8 +103,7 @@ class Applier:
         )
 
     def _import_package(self, action: Action) -> None:
-        env_name, pkg = action.data  # type: ignore[misc]
-        assert isinstance(pkg, PackageSpec)
+        env_name, pkg = cast(Tuple[str, PackageSpec], action.data)
         url = pkg.url or self.uploaded.get(pkg.name)
         if url is None:
             raise PublishError(f"{pkg.filename} was not uploaded.")
@@ -204,8 +203,7 @@ class Applier:
         self.client.job_schedule.delete(self.rg, self.account, action.data)
 
     def _create_job_schedule(self, action: Action) -> None:
-        job_schedule_id, link = action.data  # type: ignore[misc]
-        assert isinstance(link, DesiredLink)
+        job_schedule_id, link = cast(Tuple[str, DesiredLink], action.data)
         # jobSchedule.json JobSchedule_Create (examples/createJobSchedule.json).
         self.client.job_schedule.create(
             self.rg,

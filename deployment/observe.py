@@ -72,7 +72,7 @@ def read_state(client: Any, resource_group: str, account: str, info: AccountInfo
                 props = pkg.properties
                 error = props.error.message if props and props.error and props.error.message else None
                 packages[pkg.name.lower()] = ObservedPackage(
-                    pkg.name, props.version if props else None, _text(props.provisioning_state) if props else "Unknown", error
+                    pkg.name, props.version if props else None, (_text(props.provisioning_state) or "Unknown") if props else "Unknown", error
                 )
         observed.environments[env.name.lower()] = ObservedEnvironment(
             env.name, runtime.language if runtime else None, runtime.version if runtime else None, dict(env.tags or {}), packages

@@ -157,10 +157,10 @@ def _plan_schedules(desired: Desired, observed: Observed, plan: Plan) -> None:
             existing[(js.schedule.lower(), js.runbook.lower())].append(js)
     for link in desired.links:
         sch = by_name[link.schedule.lower()]
-        current = existing.pop((link.schedule.lower(), link.runbook.lower()), [])
+        linked = existing.pop((link.schedule.lower(), link.runbook.lower()), [])
         label = f"{link.runbook} to schedule {link.schedule}"
-        keep = None if link.schedule.lower() in recreated else next((js for js in current if js.parameters == link.parameters), None)
-        for js in current:
+        keep = None if link.schedule.lower() in recreated else next((js for js in linked if js.parameters == link.parameters), None)
+        for js in linked:
             if js is not keep:
                 why = "schedule recreated" if link.schedule.lower() in recreated else ("parameters changed" if keep is None else "duplicate")
                 plan.actions.append(Action("delete_job_schedule", js.job_schedule_id, f"{label}, {why}", js.job_schedule_id))

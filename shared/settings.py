@@ -145,7 +145,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise SettingsError(f"{path} must be a string, not {value!r}")
         return value
     if dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, path)
+        return build_dataclass(typing.cast(type, hint), value, path)
     return value
 
 

@@ -105,7 +105,9 @@ def extract_request(
     if request_b64 is not None:
         found.append(InboundRequest(_parse_json(_b64(request_b64), "--request-b64"), SOURCE_DIRECT, "--request-b64"))
     if webhook_data is not None:
-        found.append(_from_webhook_data(_parse_json(webhook_data, "--webhook-data"), "--webhook-data", strict=True))
+        given = _from_webhook_data(_parse_json(webhook_data, "--webhook-data"), "--webhook-data", strict=True)
+        assert given is not None  # strict: anything but a request was refused
+        found.append(given)
     for origin, text in loose:
         candidate = _from_webhook_data(_parse_json(text, origin), origin, strict=False)
         if candidate is not None:

@@ -436,7 +436,8 @@ def _workspace_guess(key: str) -> WorkspaceRef:
 
 def _request_summary(inbound: InboundRequest) -> Dict[str, Any]:
     body = inbound.body if isinstance(inbound.body, Mapping) else {}
-    responder = body.get("responder") if isinstance(body.get("responder"), Mapping) else {}
+    raw_responder = body.get("responder")
+    responder: Mapping[str, Any] = raw_responder if isinstance(raw_responder, Mapping) else {}
     message_id = body.get("messageId")
     who = responder.get("userPrincipalName") or responder.get("email") or responder.get("objectId")
     return {
