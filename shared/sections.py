@@ -75,26 +75,41 @@ class StopPolicy:
 
 
 @dataclass(frozen=True)
-class StopSection:
-    """Settings section ``stop``."""
+class BulkKnobs:
+    """The pacing settings every bulk section (``stop``, ``start``) has, defined once: requests at
+    once, ARM write pacing per subscription, and how long and how often to confirm by listing."""
 
-    stop_job_running: bool = False
-    exclude: Tuple[str, ...] = ()
     concurrency: int = 16
     writes_per_second: float = 9.0
     write_burst: int = 180
     confirm_timeout_seconds: float = 1200.0
     confirm_interval_seconds: float = 15.0
-    expiring_window_hours: float = 24.0
 
     def __post_init__(self) -> None:
         self.bulk()  # validates concurrency and timings now, so a bad setting fails before any work
 
-    def policy(self) -> StopPolicy:
-        return StopPolicy(stop_job_running=self.stop_job_running, exclude=self.exclude)
-
     def bulk(self) -> BulkSettings:
-        return BulkSettings(self.concurrency, self.writes_per_second, self.write_burst, self.confirm_timeout_seconds, self.confirm_interval_seconds)
+        """These knobs as the bulk engine's settings."""
+        return BulkSettings(
+            concurrency=self.concurrency,
+            writes_per_second=self.writes_per_second,
+            write_burst=self.write_burst,
+            confirm_timeout_seconds=self.confirm_timeout_seconds,
+            confirm_interval_seconds=self.confirm_interval_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class StopSection(BulkKnobs):
+    """Settings section ``stop`` (with the bulk knobs of :class:`BulkKnobs`)."""
+
+    stop_job_running: bool = False
+    exclude: Tuple[str, ...] = ()
+    expiring_window_hours: float = 24.0
+
+    def policy(self) -> StopPolicy:
+        """What decide_stop needs of this section."""
+        return StopPolicy(stop_job_running=self.stop_job_running, exclude=self.exclude)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
@@ -107,17 +122,12 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
-class StartSection:
-    """Settings section ``start``."""
+class StartSection(BulkKnobs):
+    """Settings section ``start`` (with the bulk knobs of :class:`BulkKnobs`)."""
 
     days: Tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
     holidays: Tuple[str, ...] = ()  # YYYY-MM-DD, in time_zone
     time_zone: str = "UTC"
-    concurrency: int = 16
-    writes_per_second: float = 9.0
-    write_burst: int = 180
-    confirm_timeout_seconds: float = 1200.0
-    confirm_interval_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.days if d.strip().lower() not in DAYS]
@@ -126,16 +136,7 @@ class StartSection:
         for day in self.holidays:
             parse_date(day)
         _zone("time_zone", self.time_zone)
-        self.bulk()  # validates concurrency and timings before any work
-
-    def bulk(self) -> BulkSettings:
-        return BulkSettings(
-            concurrency=self.concurrency,
-            writes_per_second=self.writes_per_second,
-            write_burst=self.write_burst,
-            confirm_timeout_seconds=self.confirm_timeout_seconds,
-            confirm_interval_seconds=self.confirm_interval_seconds,
-        )
+        super().__post_init__()
 
     def start_days(self) -> FrozenSet[int]:
         return frozenset(DAYS.index(d.strip().lower()) for d in self.days)
