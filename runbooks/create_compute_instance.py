@@ -34,7 +34,7 @@ from shared.automation.args import RunbookArgumentParser, common_parser, flatten
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, check_shared_secret, extract_request, split_argv
 from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.create.policy import CreateRequest
 from shared.create.request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
 from shared.create.run import RUNBOOK, run_create
@@ -125,7 +125,9 @@ def _workspace(args: Any) -> WorkspaceRef:
     return parse_workspace_key(f"{subs[0]}/{rgs[0]}/{args.workspace_name}")
 
 
-def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
+) -> int:
     """Handle one creation request; returns the process exit code."""
     configure_logging()
     try:

@@ -32,7 +32,7 @@ from shared.automation.args import RunbookArgumentParser
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.automation.webhook import WebhookInputError, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
 from shared.exemption.policy import load_section
 from shared.exemption.run import RUNBOOK, handle_request, price_client, reject_unreadable, tag_writer_for
@@ -55,7 +55,7 @@ def main(
     *,
     credential: Any = None,
     now: Optional[datetime] = None,
-    gateway: Any = None,
+    gateway: Optional[MLGateway] = None,
     session: Any = None,
     price_session: Any = None,
 ) -> int:

@@ -26,7 +26,7 @@ except ImportError:  # run from a checkout: python runbooks/start_compute_instan
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
 from shared.sections import StartSection
 from shared.start.run import RUNBOOK, run_start_sweep
@@ -34,7 +34,9 @@ from shared.start.run import RUNBOOK, run_start_sweep
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
-def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
+) -> int:
     """Run the morning start; returns the process exit code."""
     configure_logging()
     parser = common_parser(RUNBOOK, "Start opted-in Azure ML compute instances on working days.")

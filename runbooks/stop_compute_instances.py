@@ -26,7 +26,7 @@ except ImportError:  # run from a checkout: python runbooks/stop_compute_instanc
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
 from shared.stop.run import run_stop_sweep
 from shared.stop.summary import post_nightly_summary
@@ -35,7 +35,9 @@ RUNBOOK = "stop_compute_instances"
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
-def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
+) -> int:
     """Run the sweep; returns the process exit code."""
     configure_logging()
     parser = common_parser(RUNBOOK, "Stop idle Azure ML compute instances unless exempt.")

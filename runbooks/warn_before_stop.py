@@ -31,7 +31,7 @@ except ImportError:  # run from a checkout: python runbooks/warn_before_stop.py
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
 from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway
+from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
 from shared.warning.run import DRY_RUN_MARKER, RUNBOOK, Sections, run_warning
 
@@ -39,7 +39,9 @@ __all__ = ["DRY_RUN_MARKER", "main"]
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
-def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
+) -> int:
     """Run the warning; returns the process exit code."""
     configure_logging()
     parser = common_parser(RUNBOOK, "Warn owners of the compute instances the nightly stop will stop.")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from shared.azure.errors import describe_error, is_transient
+from shared.azure.ml_gateway import MLGateway
 from shared.azure.pacing import PerSubscriptionPacer
 from shared.errors import ConflictError, NotFoundError
 from shared.models import ALREADY_RUNNING, ALREADY_STOPPED, SKIPPED, STARTED, STOPPED, WOULD_START, WOULD_STOP, ComputeInstanceRecord, WorkspaceRef
@@ -92,7 +93,7 @@ class PlannedAction(Protocol):
 
 
 def sweep(
-    gateway: Any,
+    gateway: MLGateway,
     report: RunReport,
     decisions: Sequence[Tuple[ComputeInstanceRecord, PlannedAction]],
     operation: Operation,
@@ -131,7 +132,7 @@ class OperationResult:
 
 
 def run_bulk(
-    gateway: Any,
+    gateway: MLGateway,
     targets: List[ComputeInstanceRecord],
     operation: Operation,
     settings: BulkSettings = BulkSettings(),
@@ -194,7 +195,7 @@ _ACCEPTED = _SendOutcome(confirm=(DONE, ""))
 
 
 class _BulkRun:
-    def __init__(self, gateway: Any, operation: Operation, settings: BulkSettings, clock: Callable[[], float], sleep: Callable[[float], None]):
+    def __init__(self, gateway: MLGateway, operation: Operation, settings: BulkSettings, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.gateway = gateway
         self.op = operation
         self.settings = settings

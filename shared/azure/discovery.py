@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Tuple, TypeVar
 
 from shared.azure.errors import describe_error, is_transient
+from shared.azure.ml_gateway import MLGateway
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.report import ScopeError
 from shared.settings import Scope, workspace_in_scope
@@ -50,7 +51,7 @@ def _twice(what: str, call: Callable[[], T], sleep: Callable[[float], None]) -> 
         return call()
 
 
-def discover(gateway: Any, scope: Scope, *, concurrency: int = 16, sleep: Callable[[float], None] = time.sleep) -> Inventory:
+def discover(gateway: MLGateway, scope: Scope, *, concurrency: int = 16, sleep: Callable[[float], None] = time.sleep) -> Inventory:
     """List the workspaces in scope and every compute instance in them."""
     inventory = Inventory()
     targets = [(sub, rg) for sub in scope.subscriptions for rg in (scope.resource_groups or (None,))]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 from shared.azure.errors import translated
+from shared.azure.ml_gateway import MLGateway
 from shared.errors import TagWriteError
 from shared.models import WorkspaceRef
 from shared.sections import AUTO, FULL_PUT, TAG_WRITE_METHODS, TAGS_API
@@ -57,7 +58,7 @@ class TagWriter:
     def __init__(
         self,
         credential: Any,
-        gateway: Any,
+        gateway: MLGateway,
         method: str = TAGS_API,
         *,
         readback_attempts: int = 3,

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from shared.automation.webhook import SOURCE_DIRECT, InboundRequest, check_shared_secret
 from shared.azure.errors import describe_error
+from shared.azure.ml_gateway import MLGateway
 from shared.azure.tag_writer import TagWriter
 from shared.errors import GatewayError, NotFoundError, ServiceError, TagWriteError
 from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, decide_exemption
@@ -86,7 +87,7 @@ def handle_request(
     inbound: InboundRequest,
     settings: Settings,
     section: ExemptionSection,
-    gateway: Any,
+    gateway: MLGateway,
     tag_writer: TagWriter,
     *,
     now: Optional[datetime] = None,
@@ -143,7 +144,7 @@ def handle_request(
     return report
 
 
-def tag_writer_for(credential: Any, gateway: Any, section: ExemptionSection) -> TagWriter:
+def tag_writer_for(credential: Any, gateway: MLGateway, section: ExemptionSection) -> TagWriter:
     """The tag writer the ``exemption`` section asks for (method and read-back timing)."""
     return TagWriter(
         credential, gateway, section.tag_write_method, readback_attempts=section.readback_attempts, readback_delay_seconds=section.readback_delay_seconds
@@ -261,7 +262,7 @@ def _process(
     request: ExemptionRequest,
     settings: Settings,
     section: ExemptionSection,
-    gateway: Any,
+    gateway: MLGateway,
     writer: TagWriter,
     now: datetime,
     decide: Decide,
@@ -304,7 +305,7 @@ def _decided(
     return _record(request, ci, names, writer, now, asked, decision.approved_by)
 
 
-def _lookup(request: ExemptionRequest, settings: Settings, gateway: Any) -> Tuple[Optional[ComputeInstanceRecord], str, bool]:
+def _lookup(request: ExemptionRequest, settings: Settings, gateway: MLGateway) -> Tuple[Optional[ComputeInstanceRecord], str, bool]:
     """``(ci, problem, failed)``: the CI, or why not and whether that is our failure (not the request's)."""
     ws = request.workspace
     scope = settings.scope

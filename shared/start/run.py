@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
+from shared.azure.ml_gateway import MLGateway
 from shared.models import ComputeInstanceRecord
 from shared.report import RunReport
 from shared.sections import DAYS, StartSection
@@ -32,7 +33,7 @@ def plan(instances: List[ComputeInstanceRecord], now: datetime, section: StartSe
 
 
 def run_start_sweep(
-    gateway: Any,
+    gateway: MLGateway,
     settings: Settings,
     *,
     now: Optional[datetime] = None,

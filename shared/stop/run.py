@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
+from shared.azure.ml_gateway import MLGateway
 from shared.models import ComputeInstanceRecord
 from shared.pricing.cost import PriceLookups, make_client, price_results
 from shared.report import RunReport
@@ -32,7 +33,7 @@ def plan(instances: List[ComputeInstanceRecord], now: datetime, policy: StopPoli
 
 
 def run_stop_sweep(
-    gateway: Any,
+    gateway: MLGateway,
     settings: Settings,
     *,
     now: Optional[datetime] = None,

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Tuple
 
 from shared.azure.discovery import Inventory, discover
+from shared.azure.ml_gateway import MLGateway
 from shared.azure.pacing import TokenBucketPacer
 from shared.exemption.policy import load_section
 from shared.models import FAILED
@@ -57,7 +58,7 @@ class Sections:
 
 
 def run_warning(
-    gateway: Any,
+    gateway: MLGateway,
     settings: Settings,
     sections: Sections,
     *,
