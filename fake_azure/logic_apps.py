@@ -43,7 +43,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, unquote, urlencode
 
 import requests
@@ -140,6 +140,17 @@ def _contains(collection: Any, value: Any) -> bool:
 
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
+
+
+# The Workflow Definition Language functions the interpreter implements (WorkflowRun._functions), lower case.
+WDL_FUNCTIONS = frozenset(
+    [
+        "triggerbody", "triggeroutputs", "outputs", "body", "parameters", "base64", "string", "json", "equals", "and", "or", "not",
+        "if", "empty", "contains", "coalesce", "tolower", "concat", "encodeuricomponent", "guid", "listcallbackurl", "utcnow",
+    ]  # fmt: skip
+)
+# The ARM template functions the fake deployment evaluates (_arm_functions), lower case.
+ARM_FUNCTIONS = frozenset(["parameters", "variables", "concat", "resourceid", "subscription", "resourcegroup", "if", "empty"])
 
 
 class WorkflowRun:
@@ -366,15 +377,16 @@ def _scope_status(status: Dict[str, str], actions: Dict[str, Any]) -> str:
 _INTERP = re.compile(r"@\{")
 
 
-def _interpolate(text: str, functions: Dict[str, Callable[..., Any]]) -> str:
-    """ "text @{expr} text": each @{...} evaluated and inserted as a string (WDL "Expressions", string interpolation)."""
-    out, pos = [], 0
+def _segments(text: str) -> List[Tuple[str, Optional[str]]]:
+    """``text`` cut into (literal, None) and ("", expression) pieces at each @{...} (quotes respected)."""
+    out: List[Tuple[str, Optional[str]]] = []
+    pos = 0
     while True:
         m = _INTERP.search(text, pos)
         if not m:
-            out.append(text[pos:])
-            return "".join(out)
-        out.append(text[pos : m.start()])
+            out.append((text[pos:], None))
+            return out
+        out.append((text[pos : m.start()], None))
         depth, i, quoted = 1, m.end(), False
         while i < len(text) and depth:
             ch = text[i]
@@ -387,8 +399,22 @@ def _interpolate(text: str, functions: Dict[str, Callable[..., Any]]) -> str:
             i += 1
         if depth:
             raise ExpressionError(f"unterminated @{{ in {text!r}")
-        out.append(_string(evaluate(parse(text[m.end() : i - 1]), functions)))
+        out.append(("", text[m.end() : i - 1]))
         pos = i
+
+
+def _interpolate(text: str, functions: Dict[str, Callable[..., Any]]) -> str:
+    """ "text @{expr} text": each @{...} evaluated and inserted as a string (WDL "Expressions", string interpolation)."""
+    return "".join(literal if expr is None else _string(evaluate(parse(expr), functions)) for literal, expr in _segments(text))
+
+
+def wdl_expressions(text: str) -> List[str]:
+    """The expressions in one definition string: the whole string after @, or each @{...} (none for @@ or plain text)."""
+    if not isinstance(text, str) or "@" not in text or text.startswith("@@"):
+        return []
+    if text.startswith("@") and not text.startswith("@{"):
+        return [text[1:]]
+    return [expr for _, expr in _segments(text) if expr is not None]
 
 
 # -- Teams connector ------------------------------------------------------------------------------------------

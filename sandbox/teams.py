@@ -208,7 +208,13 @@ def run_create(story: Story) -> None:
 
     def responder(post: TeamsPost) -> Optional[Dict[str, Any]]:
         if post.card == form:
-            inputs = {"workspace": f"{SUB_RESEARCH}/rg-ml-research/mlw-vision", "name": "ci-ada-gpu", "size": "Standard_NC6s_v3", "idle_minutes": "60", "cost_center": "CC-4711"}
+            inputs = {
+                "workspace": f"{SUB_RESEARCH}/rg-ml-research/mlw-vision",
+                "name": "ci-ada-gpu",
+                "size": "Standard_NC6s_v3",
+                "idle_minutes": "60",
+                "cost_center": "CC-4711",
+            }
             return press(post.card, "Request compute instance", ADA, inputs, message_id="msg-ada-1")
         if any(a.get("title") == "Approve" for a in post.card.get("actions") or []):
             return press(post.card, "Approve", LEAD, {"comments": "GPU approved"})
