@@ -99,7 +99,7 @@ def _summary(job: FakeJob) -> Dict[str, Any]:
     return json.loads(line.split(" ", 1)[1]) if line else {}
 
 
-def setup(route: str, out: Callable[[str], None], *, settings_extra: Optional[dict] = None) -> Story:
+def setup(route: str, out: Callable[[str], None]) -> Story:
     """Fake Azure with a seeded fleet, the runbooks published, and the Logic App deployed by publish's own module."""
     now = datetime.now(timezone.utc)
     server = FakeArmServer()
@@ -110,8 +110,7 @@ def setup(route: str, out: Callable[[str], None], *, settings_extra: Optional[di
     automation.add_account(SUB, RG, ACCT)
     apps = FakeLogicApps(server)
     client = AutomationClient(server.credential(), SUB, polling_interval=0)
-    story = Story(route, server, ml, automation, apps, client, {}, out)
-    return story
+    return Story(route, server, ml, automation, apps, client, {}, out)
 
 
 def deploy(story: Story, settings_extra: Optional[dict] = None) -> None:
