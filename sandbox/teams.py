@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -91,7 +92,9 @@ class Story:
 
     def show_runs(self, since: int) -> None:
         for run in self.apps.runs[since:]:
-            self.out(f"   Logic App run {run.run_id} ({run.run_status}): " + "; ".join(run.log))
+            self.out(f"   Logic App run {run.run_id}: {run.run_status}")
+            for entry in run.log:
+                self.out("      " + re.sub(r"/subscriptions/[^ ]+/automationAccounts/[^/]+", "…/automationAccounts/" + ACCT, entry))
 
 
 def _summary(job: FakeJob) -> Dict[str, Any]:
