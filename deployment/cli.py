@@ -18,6 +18,7 @@ from typing import Any, Callable, List, Optional
 
 from azure.core.exceptions import HttpResponseError
 
+from deployment import logicapp
 from deployment.apply import Applier, Uploader
 from deployment.desired import (
     DEFAULT_ENVIRONMENT_PREFIX,
@@ -35,6 +36,7 @@ from deployment.plan import make_plan
 from deployment.roles import role_guidance, scopes_from_settings
 from shared.errors import SettingsError
 from shared.sections import check_settings_document
+from shared.settings import encode_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAS_ENV = "CI_GOVERNANCE_WHEEL_CONTAINER_SAS"
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(SAS_ENV),
         help=f"container SAS URL to upload our wheel to (or ${SAS_ENV}); needed only when the shared package changed",
     )
+    logicapp.add_arguments(p)  # Teams Logic App (issue 14)
     p.add_argument("--project-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     p.add_argument("--runbooks-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--requirements", type=Path, help=argparse.SUPPRESS)
@@ -173,6 +176,11 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
     account = read_account(client, args.subscription, args.resource_group, args.automation_account)
     location = args.location or account.location
     out(f"Automation account {account.name} ({account.location}) in resource group {args.resource_group}, subscription {args.subscription}")
+    # --- Teams Logic App (issue 14, deployment/logicapp.py): its trigger URL goes into the runbooks' settings ---
+    teams_app = logicapp.begin(args, client, settings, location, encode_settings, deps.now, deps.sleep, out)
+    if teams_app is not None:
+        settings = teams_app.settings
+    # --- end Teams Logic App ---
 
     project = args.project_dir
     wheel = build_shared_wheel(project)
@@ -192,13 +200,15 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
     print_plan(plan, out)
     for line in role_guidance(account, scopes):
         out(line)
+    if teams_app is not None:  # Teams Logic App (issue 14)
+        teams_app.print_plan(out)
     needs_upload = any(a.kind == "upload_wheel" for a in plan.actions)
     if args.dry_run:
         if needs_upload and not args.wheel_container_sas:
             out(f"  ! applying this plan needs --wheel-container-sas (or ${SAS_ENV}) to upload {wheel.filename}")
         out("Dry run: nothing was changed.")
         return 0
-    if not plan.actions:
+    if not plan.actions and not (teams_app is not None and teams_app.plan().changes):  # Teams Logic App (issue 14)
         out("Nothing to do: the Automation account is up to date.")
         return 0
     if needs_upload and not args.wheel_container_sas:
@@ -220,5 +230,7 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
     )
     out("Applying:")
     applier.apply(plan)
+    if teams_app is not None:  # Teams Logic App (issue 14): after the runbooks, which its webhooks name
+        teams_app.apply(out)
     out(f"Published: {plan.changes} change(s) applied, {len(plan.unchanged)} item(s) already up to date.")
     return 0

@@ -4,6 +4,8 @@
     python -m sandbox create [--dry-run]     a compute instance requested from Teams, created by policy
     python -m sandbox start [--dry-run]      the weekday-morning start of CIs that opted in
     python -m sandbox evening                the pre-stop warning, an exemption from its card, then the sweep
+    python -m sandbox teams [--route job|webhook] [--create]
+                                             the same story through the Teams Logic App template (issue 14)
 
 Everything the runbook does goes through azure-ai-ml and azure-core to the fake control plane at
 the HTTP layer; nothing reaches the network. The sandbox then checks the report against what the
@@ -102,10 +104,14 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening"], help="what to run (default: sweep)")
+    parser.add_argument("command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening", "teams"], help="what to run (default: sweep)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
         return run_sweep(rest)
+    if args.command == "teams":
+        from sandbox.teams import main as run_teams
+
+        return run_teams(rest)
     if args.command == "evening":
         from sandbox.evening import run_evening
 
