@@ -24,6 +24,7 @@ STARTED = "started"
 WOULD_START = "would_start"  # dry run
 ALREADY_RUNNING = "already_running"
 OUTCOMES = (STARTED, WOULD_START, ALREADY_RUNNING, SKIPPED, FAILED)
+NOT_OPTED_IN = "not opted in"  # how the reason of a CI without the opt-in tag begins
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 _FULL = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri", "saturday": "sat", "sunday": "sun"}
@@ -140,7 +141,7 @@ def decide_start(ci: ComputeInstanceRecord, today: date, section: StartSection, 
     if opt.problem:
         return StartDecision(False, SKIPPED, f"not started: {opt.problem}")
     if not opt.opted_in:
-        return StartDecision(False, SKIPPED, f"not opted in (tag {names.auto_start})")
+        return StartDecision(False, SKIPPED, f"{NOT_OPTED_IN} (tag {names.auto_start})")
     state = ci.state or "Unknown"
     if state in ("Running", "JobRunning"):
         return StartDecision(False, ALREADY_RUNNING, "already running")

@@ -15,9 +15,9 @@ from typing import Any, Callable, List, Optional, Tuple
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
 from shared.models import FAILED, SKIPPED, ComputeInstanceRecord
-from shared.report import RunReport
+from shared.report import CIResult, RunReport, routine_label
 from shared.settings import Settings
-from shared.start.policy import ALREADY_RUNNING, DAYS, STARTED, WOULD_START, StartDecision, StartSection, decide_start, local_today
+from shared.start.policy import ALREADY_RUNNING, DAYS, NOT_OPTED_IN, STARTED, WOULD_START, StartDecision, StartSection, decide_start, local_today
 from shared.stop.run import result_for
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ def run_start_sweep(
     report.errors.extend(inventory.errors)
 
     decisions = plan(inventory.instances, now, section, settings)
+    # Most CIs never opt in: one line each would fill the job stream, so they are counted per workspace.
+    not_opted_in = {ci.key for ci, d in decisions if not d.start and d.reason.startswith(NOT_OPTED_IN)}
+
+    def aggregate(result: CIResult) -> Optional[str]:
+        return "not_opted_in" if result.outcome == SKIPPED and result.key in not_opted_in else routine_label(result)
+
+    report.aggregate = aggregate
     to_start = [(ci, d) for ci, d in decisions if d.start]
     for ci, d in decisions:
         if not d.start:
