@@ -70,7 +70,7 @@ def result_for(ci: ComputeInstanceRecord, outcome: str, detail: str, decision: O
     )
 
 
-_BULK_TO_OUTCOME = {bulk.DONE: STOPPED, bulk.ALREADY: ALREADY_STOPPED, bulk.GONE: SKIPPED, bulk.BUSY: SKIPPED, bulk.FAILED: FAILED, bulk.TIMEOUT: FAILED}
+_BULK_TO_OUTCOME = {bulk.SPARED: SKIPPED, bulk.DONE: STOPPED, bulk.ALREADY: ALREADY_STOPPED, bulk.GONE: SKIPPED, bulk.BUSY: SKIPPED, bulk.FAILED: FAILED, bulk.TIMEOUT: FAILED}
 
 
 def run_stop_sweep(
@@ -106,11 +106,19 @@ def run_stop_sweep(
         for ci, d in to_stop:
             report.results.append(result_for(ci, WOULD_STOP, f"would stop; {d.reason}", d))
     else:
-        outcomes = bulk.run_bulk(gateway, [ci for ci, _ in to_stop], bulk.STOP, section.bulk(), clock=clock, sleep=sleep)
+        fresh: Dict[str, Decision] = {}
+        precheck = _precheck(now, clock, section.policy(), settings, fresh)
+        outcomes = bulk.run_bulk(gateway, [ci for ci, _ in to_stop], bulk.STOP, section.bulk(), clock=clock, sleep=sleep, precheck=precheck)
         for ci, d in to_stop:
             res = outcomes[ci.key]
+            if res.status == bulk.SPARED:
+                # What protects it now (an exemption recorded since discovery) is what the report shows.
+                late = fresh[ci.key]
+                report.results.append(result_for(ci, late.outcome, f"{late.reason} (seen just before its stop; {res.detail})", late, state=res.final_state))
+                continue
             detail = f"{res.detail}; {d.reason}" if res.status == bulk.DONE else res.detail
             report.results.append(result_for(ci, _BULK_TO_OUTCOME[res.status], detail, d, state=res.final_state))
+        decisions = [(ci, fresh.get(ci.key, d)) for ci, d in decisions]
 
     if lookups is not None:
         try:
@@ -120,6 +128,28 @@ def run_stop_sweep(
     report.extra["expiring_exemptions"] = expiring_exemptions(decisions, now, section.expiring_window_hours)
     report.finish()
     return report
+
+
+def _precheck(now: datetime, clock: Callable[[], float], policy: StopPolicy, settings: Settings, fresh: Dict[str, Decision]) -> bulk.Precheck:
+    """The sweep's decision again, on the CI as re-read just before its stop (see shared.azure.bulk).
+
+    "Now" moves on with the run's clock, so an exemption is judged at the moment the stop would be
+    sent. A CI the decision would no longer stop is left alone and its fresh decision kept in ``fresh``.
+    """
+    started = clock()
+
+    def check(listed: ComputeInstanceRecord, current: Optional[ComputeInstanceRecord]) -> Optional[bulk.OperationResult]:
+        if current is None:
+            return bulk.OperationResult(bulk.GONE, "deleted since it was listed (gone just before its stop)", "Deleted")
+        at = now + timedelta(seconds=max(0.0, clock() - started))
+        decision = decide_stop(current, at, policy, settings.tags)
+        if decision.stop:
+            return None
+        fresh[listed.key] = decision
+        log.info("Not stopping %s: %s (changed since discovery)", listed.key, decision.reason)
+        return bulk.OperationResult(bulk.SPARED, "not sent", current.state)
+
+    return check
 
 
 def expiring_exemptions(decisions: List[Tuple[ComputeInstanceRecord, Decision]], now: datetime, window_hours: float) -> List[Dict[str, str]]:
