@@ -167,7 +167,8 @@ class RunReport:
                 tally = ", ".join(f"{k}={v}" for k, v in sorted(counted.items()))
                 out.append(f"{'WORKSPACE':<16} {rows[0].workspace_key}  {total} compute instance(s): {tally}")
         if left_out:
-            out.append(f"{'NOTE':<16} {left_out} result(s) are counted on their WORKSPACE line instead of listed, to fit Azure Automation's 1 MiB job stream; --summary-file has every row")
+            note = "are counted on their WORKSPACE line instead of listed, to fit Azure Automation's 1 MiB job stream; --summary-file has every row"
+            out.append(f"{'NOTE':<16} {left_out} result(s) {note}")
         for e in self.errors:
             out.append(f"{'ERROR':<16} {e.scope}  {e.error}")
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items()) or "no compute instances"

@@ -85,7 +85,8 @@ def test_emit_report_prints_the_bounded_summary_and_files_the_full_one(tmp_path)
 
 
 def test_routine_outcomes_are_counted_per_workspace_and_the_rest_listed():
-    report = RunReport("x", False, NOW, NOW, results=[row(0, "stopped"), row(200, "stopped"), row(400, "already_stopped"), row(600, "failed"), row(1, "exempt")])
+    rows = [row(0, "stopped"), row(200, "stopped"), row(400, "already_stopped"), row(600, "failed"), row(1, "exempt")]
+    report = RunReport("x", False, NOW, NOW, results=rows)
     lines = report.lines()
     assert [ln.split()[0] for ln in lines] == ["FAILED", "WORKSPACE", "EXEMPT", "Totals:"]
     assert "11111111-1111-4111-8111-111111111111/rg-ml/mlw-000  3 compute instance(s): already_stopped=1, stopped=2" in lines[1]

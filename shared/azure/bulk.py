@@ -344,7 +344,8 @@ class _BulkRun:
             try:
                 current = self._current(item.ci)
             except Exception as exc:  # noqa: BLE001 - unverified means unsent: retried, then failed
-                return "sent", item, _SendOutcome(retry=f"not sent: could not re-read workspace {item.ci.workspace.key} just before the {self.op.name} ({describe_error(exc)})")
+                why = f"not sent: could not re-read workspace {item.ci.workspace.key} just before the {self.op.name} ({describe_error(exc)})"
+                return "sent", item, _SendOutcome(retry=why)
             verdict = self.precheck(item.ci, current)
             if verdict is not None:
                 return "sent", item, _SendOutcome(final=verdict)
@@ -413,7 +414,8 @@ class _BulkRun:
             if isinstance(again, ResourceNotFoundError):
                 return _SendOutcome(final=OperationResult(GONE, f"deleted since it was listed ({describe_error(exc)})", "Deleted"))
             if now is not None:
-                return _SendOutcome(final=OperationResult(FAILED, f"{op.name} answered {describe_error(exc)} although the compute instance exists (state {now.state})", now.state))
+                detail = f"{op.name} answered {describe_error(exc)} although the compute instance exists (state {now.state})"
+                return _SendOutcome(final=OperationResult(FAILED, detail, now.state))
             detail = f"{op.name} answered {describe_error(exc)} and re-reading the compute instance failed ({describe_error(again)})"
             return _SendOutcome(final=OperationResult(FAILED, detail, ci.state))
         if isinstance(exc, ResourceExistsError):

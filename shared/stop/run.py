@@ -114,7 +114,8 @@ def run_stop_sweep(
             if res.status == bulk.SPARED:
                 # What protects it now (an exemption recorded since discovery) is what the report shows.
                 late = fresh[ci.key]
-                report.results.append(result_for(ci, late.outcome, f"{late.reason} (seen just before its stop; {res.detail})", late, state=res.final_state))
+                detail = f"{late.reason} (seen just before its stop; {res.detail})"
+                report.results.append(result_for(ci, late.outcome, detail, late, state=res.final_state))
                 continue
             detail = f"{res.detail}; {d.reason}" if res.status == bulk.DONE else res.detail
             report.results.append(result_for(ci, _BULK_TO_OUTCOME[res.status], detail, d, state=res.final_state))
