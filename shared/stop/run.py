@@ -70,7 +70,7 @@ def result_for(ci: ComputeInstanceRecord, outcome: str, detail: str, decision: O
     )
 
 
-_BULK_TO_OUTCOME = {bulk.SPARED: SKIPPED, bulk.DONE: STOPPED, bulk.ALREADY: ALREADY_STOPPED, bulk.GONE: SKIPPED, bulk.BUSY: SKIPPED, bulk.FAILED: FAILED, bulk.TIMEOUT: FAILED}
+_BULK_TO_OUTCOME = {bulk.DONE: STOPPED, bulk.ALREADY: ALREADY_STOPPED, bulk.GONE: SKIPPED, bulk.BUSY: SKIPPED, bulk.FAILED: FAILED, bulk.TIMEOUT: FAILED}
 
 
 def run_stop_sweep(
