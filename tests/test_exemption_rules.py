@@ -83,7 +83,9 @@ def test_self_approval_is_refused_when_the_mail_matches(arm, now, capsys, teams)
     ml = make_ml(arm)
     doc = settings_doc(teams, approvers=[LEAD])
     who = {**responder(), "email": "ada.l@contoso.com"}
-    for approver in ({"objectId": LEAD, "userPrincipalName": "ada.l@contoso.com"}, {"objectId": LEAD, "userPrincipalName": "lead@x.com", "email": "ada@contoso.com"}):
+    by_upn = {"objectId": LEAD, "userPrincipalName": "ada.l@contoso.com"}
+    by_mail = {"objectId": LEAD, "userPrincipalName": "lead@x.com", "email": "ada@contoso.com"}
+    for approver in (by_upn, by_mail):
         code, summary = run(arm, now, capsys, webhook(approved(who, approver)), doc=doc)
         assert code == 1 and "your own request" in summary["results"][0]["detail"], approver
     assert tags(ml) == OTHER_TAGS
