@@ -29,7 +29,7 @@ from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.errors import SettingsError, UsageError
 from shared.pricing.cost import PricingSection
-from shared.stop.run import run_stop_sweep
+from shared.stop.run import StopSection, run_stop_sweep
 from shared.stop.summary import post_nightly_summary
 
 RUNBOOK = "stop_compute_instances"
@@ -45,7 +45,8 @@ def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: O
     try:
         args, settings = parse_and_load(parser, argv)
         settings.require_scope()
-        settings.section("pricing", PricingSection)  # a bad section fails here, before any call
+        settings.section("stop", StopSection)  # bad sections fail here, before any call
+        settings.section("pricing", PricingSection)
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
     cred, who = get_credential(settings.identity.client_id, credential=credential)

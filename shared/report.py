@@ -120,15 +120,15 @@ class RunReport:
         """
         data = self.to_dict()
         text = json.dumps(data, sort_keys=True, ensure_ascii=False)
-        if max_bytes is None or len(text.encode("utf-8")) <= max_bytes:
+        if max_bytes is None or len(text.encode("utf-8", "surrogatepass")) <= max_bytes:
             return text
         rows = sorted(data["results"], key=lambda r: _ROW_PRIORITY.get(r["outcome"], 9))
         data["results"] = []
         data["results_omitted"] = {"count": len(rows), "by_outcome": dict(Counter(r["outcome"] for r in rows)), "note": _OMITTED_NOTE}
-        budget = max_bytes - len(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")) - 64
+        budget = max_bytes - len(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 64
         kept = []
         for row in rows:
-            size = len(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")) + 2
+            size = len(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")) + 2
             if size > budget:
                 break
             budget -= size

@@ -143,6 +143,10 @@ def _responder(value: Any, reasons: List[str]) -> Tuple[str, str, str, str]:
     tid = _text(value, "tenantId", reasons, required=True) or ""
     mail = _text(value, "email", reasons) or ""
     upn = _text(value, "userPrincipalName", reasons) or mail
+    for label, name in (("responder.userPrincipalName", upn), ("responder.email", mail)):
+        # Identities are compared as they are: cleaning "lead\u200b@x" into "lead@x" would make it someone else.
+        if name and clean_text(name) != name:
+            reasons.append(f"{label} '{clean_text(name, 60)}' contains characters no sign-in name has")
     for label, guid in (("responder.objectId", oid), ("responder.tenantId", tid)):
         if guid and not _GUID.match(guid):
             reasons.append(f"{label} '{clean_text(guid, 60)}' is not a GUID")

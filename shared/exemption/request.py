@@ -232,6 +232,10 @@ def _responder(value: Any, reasons: List[str]) -> Optional[Responder]:
     fields = {k: _text(value, k, reasons, required=False) or "" for k in ("tenantId", "email", "userPrincipalName", "displayName")}
     if fields["tenantId"] and not _GUID.match(fields["tenantId"]):
         reasons.append(f"responder.tenantId '{_show(fields['tenantId'])}' is not an Entra tenant id (a GUID).")
+    for key in ("email", "userPrincipalName"):
+        # Identities are compared as they are: cleaning "lead\u200b@x" into "lead@x" would make it someone else.
+        if fields[key] and clean_text(fields[key]) != fields[key]:
+            reasons.append(f"responder.{key} '{_show(fields[key])}' contains characters no sign-in name has.")
     if len(reasons) > before:
         return None
     assert oid is not None

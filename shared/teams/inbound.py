@@ -69,6 +69,10 @@ def parse_approval(value: Any) -> Tuple[Optional[Approval], List[str]]:
         problems.append("the approval does not say who approved (approver.userPrincipalName or approver.objectId)")
     if oid and not _GUID.match(oid):
         problems.append(f"approval.approver.objectId '{clean_text(oid, 60)}' is not an Entra object id (a GUID)")
+    for key, name in (("userPrincipalName", upn), ("email", mail)):
+        # Compared as they are: cleaning "boss\u200b@x" into "boss@x" would make it someone else.
+        if name and clean_text(name) != name:
+            problems.append(f"approval.approver.{key} '{clean_text(name, 60)}' contains characters no sign-in name has")
     if problems:
         return None, problems
     return Approval(clean_text(upn), oid.lower(), clean_text(outcome, 40), clean_text(comments, MAX_COMMENT_CHARS), clean_text(mail)), []
