@@ -209,6 +209,7 @@ class _BulkRun:
         self._fresh: Dict[str, Tuple[float, Dict[str, ComputeInstanceRecord]]] = {}
         self._fresh_locks: Dict[str, threading.Lock] = {}
         self._fresh_guard = threading.Lock()
+        self._prefetched: set = set()  # workspace keys whose listing was started ahead of their requests
 
     # -- the dispatcher ----------------------------------------------------------------------
     def run(self, targets: List[ComputeInstanceRecord]) -> Dict[str, OperationResult]:
@@ -260,6 +261,8 @@ class _BulkRun:
                             continue
                         _take(lanes[sub], retries[sub], item)
                         self._submit(pool, self._send, item)
+                        if self.precheck is not None:
+                            self._prefetch_next(pool, lanes[sub], item)
                         progress = True
                         if self.in_flight >= self.settings.concurrency:
                             break
@@ -330,8 +333,12 @@ class _BulkRun:
         elif kind == "listed":
             _, key, listing, at = event
             self._after_list(key, listing, at)
+        elif kind == "prefetched":
+            pass  # the listing is in the cache for the workspace's requests
         else:  # "crash": report it against what the task was about, never lose a CI
             _, args, exc = event
+            if isinstance(args[0], WorkspaceRef):
+                return  # a prefetch: the requests list the workspace themselves
             if isinstance(args[0], _Send):
                 self._after_send(args[0], _SendOutcome(final=OperationResult(FAILED, f"{self.op.name} failed: {describe_error(exc)}", args[0].ci.state)))
             else:
@@ -357,16 +364,39 @@ class _BulkRun:
 
     def _current(self, ci: ComputeInstanceRecord) -> Optional[ComputeInstanceRecord]:
         """Worker: ``ci`` as its workspace lists it now (one listing shared by the workspace's requests)."""
-        key = ci.workspace.key.lower()
+        return self._listing(ci.workspace).get(ci.name.lower())
+
+    def _listing(self, workspace: WorkspaceRef) -> Dict[str, ComputeInstanceRecord]:
+        """Worker: the workspace's CIs by lower-case name, listed at most ``RECHECK_MAX_AGE_SECONDS`` ago."""
+        key = workspace.key.lower()
         with self._fresh_guard:
             lock = self._fresh_locks.setdefault(key, threading.Lock())
         with lock:  # the workspace's other workers wait for this one listing instead of making their own
             cached = self._fresh.get(key)
             if cached is None or self.clock() - cached[0] > RECHECK_MAX_AGE_SECONDS:
-                listing = {c.name.lower(): c for c in self.gateway.list_compute_instances(ci.workspace)}
+                listing = {c.name.lower(): c for c in self.gateway.list_compute_instances(workspace)}
                 cached = self._fresh[key] = (self.clock(), listing)
                 self.rechecks += 1
-        return cached[1].get(ci.name.lower())
+        return cached[1]
+
+    def _prefetch_next(self, pool: ThreadPoolExecutor, lane: Deque[_Send], sent: _Send) -> None:
+        """Dispatcher: when a workspace's first request goes out, list the lane's next workspace
+        meanwhile, so that its requests find their re-read ready instead of waiting for it."""
+        if not lane or lane[0].ci.workspace.key.lower() == sent.ci.workspace.key.lower():
+            return
+        upcoming = lane[0].ci.workspace
+        if upcoming.key.lower() in self._prefetched:
+            return
+        self._prefetched.add(upcoming.key.lower())
+        self._submit(pool, self._prefetch, upcoming)
+
+    def _prefetch(self, workspace: WorkspaceRef) -> Tuple[str, str]:
+        """Worker: fill the re-read cache for ``workspace``; a failure is left to its requests."""
+        try:
+            self._listing(workspace)
+        except Exception as exc:  # noqa: BLE001 - each request re-lists and reports on its own
+            log.debug("Prefetching %s failed: %s", workspace.key, describe_error(exc))
+        return "prefetched", workspace.key
 
     def _after_send(self, item: _Send, outcome: _SendOutcome) -> None:
         ci = item.ci
