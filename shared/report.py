@@ -49,6 +49,7 @@ class CIResult:
 
     @property
     def workspace_key(self) -> str:
+        """``subscription/resourceGroup/workspace``: what the report lines group by."""
         return f"{self.subscription_id}/{self.resource_group}/{self.workspace}"
 
 
