@@ -99,3 +99,15 @@ def test_a_race_within_the_limit_is_fine(arm, ml, ws, capsys):
     race(arm, ml, ws, "2020-01-01T00:00:00.000000+00:00")
     code, summary, _ = run(arm, capsys, cli(), settings(max_per_user=2))
     assert code == 0 and summary["exit_code"] == 0 and only_result(summary)["outcome"] == "created"
+
+
+def test_racing_creations_within_one_second_are_ordered_by_the_microsecond():
+    # Two runs must agree which creation is the newer even when both landed within the same second.
+    from shared.create.run import _created
+    from shared.models import ComputeInstanceRecord, WorkspaceRef
+
+    ws = WorkspaceRef(SUB1, "rg-ml", "mlw-one")
+    earlier = ComputeInstanceRecord(ws, "zz-later-name", "Running", created_on="2026-11-26T11:16:06.100000+0000")
+    later = ComputeInstanceRecord(ws, "aa-early-name", "Running", created_on="2026-11-26T11:16:06.200000+0000")
+    unknown = ComputeInstanceRecord(ws, "mm", "Running", created_on=None)
+    assert sorted([later, earlier, unknown], key=lambda c: (_created(c), c.name)) == [unknown, earlier, later]

@@ -155,15 +155,16 @@ def _over_limit(gateway: Any, request: CreateRequest, section: CreateSection) ->
     )
 
 
-def _created(ci: ComputeInstanceRecord) -> str:
-    """The creation instant as a sortable UTC text ("" first when unknown)."""
+def _created(ci: ComputeInstanceRecord) -> datetime:
+    """The creation instant, to the microsecond (two racing creations are often within one second);
+    the earliest possible when unknown."""
     from shared.errors import TagFormatError
-    from shared.times import format_instant, parse_instant
+    from shared.times import parse_instant
 
     try:
-        return format_instant(parse_instant(ci.created_on or ""))
+        return parse_instant(ci.created_on or "")
     except TagFormatError:
-        return ""
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _existing(gateway: Any, request: CreateRequest) -> Optional[ComputeInstanceRecord]:
