@@ -13,6 +13,14 @@ formula); the naive serial stop-and-wait baseline (measured on a few CIs, extrap
 memory of the sweep process; the runbook's cold start; the size of the job output; and PASS/FAIL
 per target. Exit code 0 when every target passes.
 
+The job-output target at 10,000 CIs / 1,000 workspaces / 20 subscriptions (``--output-cis``): the
+real stop and start runbooks (``main()``, their real report, log and summary lines, the prices from
+the fake Retail Prices API) over a SHORTCUT fleet: an in-memory gateway in place of azure-ai-ml and
+the fake ARM (zero latency, no throttling, stops and starts that complete at once), so that the run
+takes seconds; only the printed output is measured, never the speed. The fleet is mixed (stopped,
+exempt, running a job, in transition, stops refused; for the start, mostly not opted in) so that
+the non-routine lines printed one by one are in it too.
+
 Each measurement runs in a fresh subprocess of this script (``--child ...``) so that memory and
 import times are the sweep's own.
 """
@@ -186,6 +194,138 @@ def child_sweep(cfg: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+# -- child: job output at 10,000 CIs (shortcut fleet) ---------------------------------------------
+
+
+class ShortcutGateway:
+    """An in-memory stand-in for ``AzureMLGateway`` (same methods): zero latency, no HTTP, no
+    throttling; a stop or start completes at once. Only for measuring the runbooks' printed output."""
+
+    def __init__(self, workspaces: List[Any], instances: Dict[str, List[Any]], refuse: set):
+        self.workspaces, self.instances, self.refuse = workspaces, instances, refuse
+
+    def list_workspaces(self, subscription_id: str, resource_group: Optional[str] = None) -> List[Any]:
+        return [w for w in self.workspaces if w.subscription_id == subscription_id and resource_group in (None, w.resource_group)]
+
+    def list_compute_instances(self, workspace: Any) -> List[Any]:
+        return list(self.instances[workspace.key])
+
+    def get_compute_instance(self, workspace: Any, name: str) -> Any:
+        return next(c for c in self.instances[workspace.key] if c.name == name)
+
+    def _set(self, workspace: Any, name: str, state: str) -> None:
+        import dataclasses
+
+        from azure.core.exceptions import HttpResponseError
+
+        if name in self.refuse:
+            error = HttpResponseError(message=f"(BadRequest) The operation is not allowed on compute instance {name}.")
+            error.status_code = 400
+            raise error
+        cis = self.instances[workspace.key]
+        i = next(i for i, c in enumerate(cis) if c.name == name)
+        cis[i] = dataclasses.replace(cis[i], state=state)
+
+    def request_stop(self, workspace: Any, name: str) -> None:
+        self._set(workspace, name, "Stopped")
+
+    def request_start(self, workspace: Any, name: str) -> None:
+        self._set(workspace, name, "Running")
+
+
+def shortcut_fleet(cfg: Dict[str, Any], kind: str, now: Any) -> ShortcutGateway:
+    """``cfg['output_cis']`` CIs over ``output_workspaces`` workspaces in ``output_subscriptions``,
+    a realistic mix for ``kind`` ("stop" or "start"); names as long as real ones."""
+    from datetime import timedelta
+
+    from shared.models import ComputeInstanceRecord, WorkspaceRef
+    from shared.tags import TagNames
+    from shared.times import format_instant
+
+    names = TagNames()
+    subs = subscription_ids(cfg["output_subscriptions"])
+    workspaces = [
+        WorkspaceRef(subs[w % len(subs)], f"rg-machine-learning-{w % len(subs):02d}", f"mlw-team-workspace-{w:04d}", "westeurope")
+        for w in range(cfg["output_workspaces"])
+    ]
+    instances: Dict[str, List[Any]] = {w.key: [] for w in workspaces}
+    refuse = set()
+    for i in range(cfg["output_cis"]):
+        ws = workspaces[i % len(workspaces)]
+        name, tags, state = f"ci-user{i:05d}-dev", {"cost-center": "CC-4711"}, "Running"
+        roll = (i + 37 * (i // len(workspaces))) % 100  # every workspace gets a mix
+        if kind == "stop":
+            if roll < 5:
+                state = "Stopped"
+            elif roll < 7:
+                tags.update({names.exempt_until: format_instant(now + timedelta(hours=12)), names.exempt_by: f"user{i:05d}@contoso.com"})
+            elif roll == 7:
+                state = "JobRunning"
+            elif roll == 8:
+                state = "Starting"
+            elif roll == 9:
+                refuse.add(name)
+        else:
+            state = "Stopped"
+            if roll < 8:
+                tags[names.auto_start] = "yes"
+            elif roll == 8:
+                tags[names.auto_start], state = "yes", "Running"
+            elif roll == 9:
+                tags[names.auto_start] = "weekdays"  # unreadable: skipped, listed
+        user = (f"{i:08x}-0000-4000-8000-000000000000", "99999999-9999-4999-8999-999999999999")
+        instances[ws.key].append(ComputeInstanceRecord(ws, name, state, "STANDARD_DS3_V2", "westeurope", tags, *user))
+    return ShortcutGateway(workspaces, instances, refuse)
+
+
+def child_output(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The printed output of the real stop and start runbooks over the shortcut fleet."""
+    from datetime import datetime, timezone
+
+    from fake_azure import FakeArmServer
+    from fake_azure.retail_prices import FakeRetailPrices
+    from runbooks import start_compute_instances, stop_compute_instances
+    from shared.report import SUMMARY_MARKER
+    from shared.settings import encode_settings
+
+    fast = {"concurrency": 16, "writes_per_second": 1e6, "write_burst": 1_000_000, "confirm_interval_seconds": 0.05, "confirm_timeout_seconds": 120}
+    scope = {"subscriptions": subscription_ids(cfg["output_subscriptions"])}
+    server = FakeArmServer()
+    FakeRetailPrices(server)  # the stop sweep prices what it stopped, as in production
+    result: Dict[str, Any] = {}
+    runs = (
+        ("stop", stop_compute_instances, datetime(2026, 11, 23, 19, 0, tzinfo=timezone.utc), {"stop": fast}, ["--no-teams-summary"]),
+        ("start", start_compute_instances, datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc), {"start": fast}, []),
+    )
+    for kind, runbook, now, section, extra in runs:
+        gateway = shortcut_fleet(cfg, kind, now)
+        summary_path = os.path.join(tempfile.gettempdir(), f"ci-governance-bench-{kind}-output-summary.json")
+        argv = ["--settings-b64", encode_settings({"scope": scope, **section}), "--summary-file", summary_path, *extra]
+        out = io.StringIO()
+        start = time.monotonic()
+        with installed(server), contextlib.redirect_stdout(out):
+            code = runbook.main(argv, credential=server.credential(), now=now, gateway=gateway)
+        text = out.getvalue()
+        log_path = os.path.join(tempfile.gettempdir(), f"ci-governance-bench-{kind}-output.log")
+        with open(log_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        summaries = [ln for ln in text.splitlines() if ln.startswith(SUMMARY_MARKER)]
+        with open(summary_path, encoding="utf-8") as fh:
+            rows = len(json.load(fh)["results"])
+        result[kind] = {
+            "code": code,
+            "bytes": len(text.encode("utf-8")),
+            "lines": len(text.splitlines()),
+            "summary_lines": len(summaries),
+            "summary_bytes": len(summaries[-1].encode("utf-8")) if summaries else 0,
+            "counts": json.loads(summaries[-1][len(SUMMARY_MARKER) :])["counts"] if summaries else {},
+            "rows_in_file": rows,
+            "seconds": time.monotonic() - start,
+            "log_path": log_path,
+        }
+    return result
+
+
 # -- child: cold start --------------------------------------------------------------------------
 
 
@@ -284,7 +424,9 @@ def human(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def report(cfg: Dict[str, Any], sweep: Dict[str, Any], cold: Dict[str, Any], cold_spawn: float, ml_import: Dict[str, Any], base: Dict[str, Any]) -> bool:
+def report(
+    cfg: Dict[str, Any], sweep: Dict[str, Any], cold: Dict[str, Any], cold_spawn: float, ml_import: Dict[str, Any], base: Dict[str, Any], output: Dict[str, Any]
+) -> bool:
     bound, throttle, busiest = lower_bound(cfg, sweep["per_sub"])
     ratio = sweep["wall"] / bound
     p = print
@@ -351,6 +493,14 @@ def report(cfg: Dict[str, Any], sweep: Dict[str, Any], cold: Dict[str, Any], col
     )
     out_mib = sweep["output_bytes"] / MIB
     p(f"Job output: {out_mib:.2f} MiB of the runbook's stdout (Azure Automation keeps 1 MiB per job stream); saved to {sweep['log_path']}")
+    scale = f"{cfg['output_cis']:,} CIs / {cfg['output_workspaces']:,} workspaces / {cfg['output_subscriptions']} subscriptions"
+    for kind in ("stop", "start"):
+        o = output[kind]
+        p(
+            f"Job output at {scale} ({kind}, SHORTCUT fleet: in-memory gateway, zero latency, no throttling; real runbook, report and log): "
+            f"{o['bytes'] / MIB:.2f} MiB in {o['lines']:,} lines (summary line {o['summary_bytes'] / 1024:.0f} KiB; {o['rows_in_file']:,} rows in "
+            f"--summary-file); outcomes {json.dumps(o['counts'], sort_keys=True)}; exit code {o['code']}; {o['seconds']:.1f} s; saved to {o['log_path']}"
+        )
     p("-" * 100)
     complete = sweep["missing"] == 0 and sweep["duplicates"] == 0 and sweep["not_final"] == 0 and sweep["disagree"] == 0 and sweep["fleet"] == cfg["cis"]
     checks = [
@@ -359,6 +509,10 @@ def report(cfg: Dict[str, Any], sweep: Dict[str, Any], cold: Dict[str, Any], col
         (sweep["peak_rss_mb"] < TARGET_RSS_MB, f"peak RSS under {TARGET_RSS_MB:.0f} MB ({sweep['peak_rss_mb']:.0f} MB)"),
         (out_mib <= JOB_STREAM_LIMIT / MIB, f"job output within Automation's 1 MiB per stream ({out_mib:.2f} MiB)"),
     ]
+    for kind in ("stop", "start"):
+        o = output[kind]
+        fits = o["bytes"] <= JOB_STREAM_LIMIT and o["summary_lines"] == 1 and o["rows_in_file"] == cfg["output_cis"]
+        checks.append((fits, f"{kind} job output at {scale} within 1 MiB ({o['bytes'] / MIB:.2f} MiB, one summary line, every CI in the file)"))
     ok = True
     for passed, text in checks:
         ok &= passed
@@ -390,7 +544,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--cold", action="store_true", help="time the sweep with azure.ai.ml not yet imported (imports in the wall time)")
     parser.add_argument("--baseline-cis", type=int, help="CIs for the naive baseline (default 3; --quick 2)")
     parser.add_argument("--baseline-polling", type=float, default=1.0, help="poll interval of the naive baseline (default 1 s)")
-    parser.add_argument("--child", choices=("sweep", "cold-start", "import-ml"), help=argparse.SUPPRESS)
+    parser.add_argument("--output-cis", type=int, default=10_000, help="CIs of the job-output target's shortcut fleet (default 10000)")
+    parser.add_argument("--output-workspaces", type=int, default=1_000, help="its workspaces (default 1000)")
+    parser.add_argument("--output-subscriptions", type=int, default=20, help="its subscriptions (default 20)")
+    parser.add_argument("--child", choices=("sweep", "cold-start", "import-ml", "output"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -399,7 +556,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.child:
         cfg = json.loads(args.config)
-        fn = {"sweep": child_sweep, "cold-start": child_cold_start, "import-ml": child_import_ml}[args.child]
+        fn = {"sweep": child_sweep, "cold-start": child_cold_start, "import-ml": child_import_ml, "output": child_output}[args.child]
         result = fn(cfg)
         print(RESULT_MARKER + json.dumps(result))
         return 0
@@ -424,6 +581,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "warm": not args.cold,
         "baseline_cis": args.baseline_cis or (2 if args.quick else 3),
         "baseline_polling": args.baseline_polling,
+        "output_cis": args.output_cis,
+        "output_workspaces": args.output_workspaces,
+        "output_subscriptions": args.output_subscriptions,
     }
     if cfg["cis"] < 1 or cfg["workspaces"] < 1 or cfg["subscriptions"] < 1 or cfg["workspaces"] < cfg["subscriptions"]:
         raise SystemExit("need at least one CI, and at least as many workspaces as subscriptions")
@@ -432,9 +592,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("Measuring the cold start (fresh subprocesses)...", flush=True)
     cold, cold_spawn = run_child("cold-start", cfg, timeout=120)
     ml_import, _ = run_child("import-ml", cfg, timeout=120)
+    print(f"Measuring the job output at {cfg['output_cis']:,} CIs (shortcut fleet, fresh subprocess)...", flush=True)
+    output, _ = run_child("output", cfg, timeout=600)
     print(f"Running the naive baseline on {cfg['baseline_cis']} CIs...", flush=True)
     base = naive_baseline(cfg)
-    return 0 if report(cfg, sweep, cold, cold_spawn, ml_import, base) else 1
+    return 0 if report(cfg, sweep, cold, cold_spawn, ml_import, base, output) else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ except ImportError:  # run from a checkout: python runbooks/create_compute_insta
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
-from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
 from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, check_shared_secret, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
@@ -125,6 +125,7 @@ def _workspace(args: Any) -> WorkspaceRef:
     return parse_workspace_key(f"{subs[0]}/{rgs[0]}/{args.workspace_name}")
 
 
+@guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:

@@ -29,7 +29,7 @@ except ImportError:  # run from a checkout: python runbooks/handle_exemption_req
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.automation.args import RunbookArgumentParser
-from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
 from shared.automation.webhook import WebhookInputError, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
@@ -50,6 +50,7 @@ def build_parser() -> RunbookArgumentParser:
     return parser
 
 
+@guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None,
     *,
@@ -68,6 +69,8 @@ def main(
     try:
         loose, rest = split_argv(raw)
         args, settings = parse_and_load(build_parser(), rest)
+        # Without a scope the runbook would write tags in any subscription its identity can reach.
+        settings.require_scope()
         section = load_section(settings)
         prices = price_client(settings, section, price_session)  # a bad pricing section fails here, before any call
     except (UsageError, SettingsError) as exc:

@@ -24,7 +24,7 @@ except ImportError:  # run from a checkout: python runbooks/start_compute_instan
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.automation.args import common_parser
-from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
@@ -34,6 +34,7 @@ from shared.start.run import RUNBOOK, run_start_sweep
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
+@guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:

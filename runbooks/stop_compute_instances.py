@@ -24,7 +24,7 @@ except ImportError:  # run from a checkout: python runbooks/stop_compute_instanc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.automation.args import common_parser
-from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
@@ -35,6 +35,7 @@ RUNBOOK = "stop_compute_instances"
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
+@guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:

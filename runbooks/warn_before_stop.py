@@ -29,7 +29,7 @@ except ImportError:  # run from a checkout: python runbooks/warn_before_stop.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.automation.args import common_parser
-from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
@@ -39,6 +39,7 @@ __all__ = ["DRY_RUN_MARKER", "main"]
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
+@guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:

@@ -46,6 +46,7 @@ class ComputeInstanceRecord:
     assigned_user_tenant_id: Optional[str] = None
     idle_shutdown_minutes: Optional[int] = None
     last_operation: Optional[str] = None
+    created_on: Optional[str] = None  # ISO 8601 as the service reports it (orders racing creations)
 
     @property
     def key(self) -> str:
@@ -75,6 +76,24 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 def is_guid(text: object) -> bool:
     """True when ``text`` is a GUID string (any letter case)."""
     return isinstance(text, str) and GUID.match(text) is not None
+
+
+# Resource group: 1-90 letters, digits, underscores, hyphens, periods, parentheses; not ending in a
+# period (Learn, azure-resource-manager/management/resource-name-rules, Microsoft.Resources).
+RESOURCE_GROUP_NAME = re.compile(r"^[\w\-.()]{1,90}$", re.UNICODE)
+# Azure ML workspace: 3-33 alphanumerics, hyphens, underscores, starting alphanumeric (same page).
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
+
+
+def is_resource_group_name(text: object) -> bool:
+    """True when ``text`` is a well-formed resource group name: nothing that could change an ARM
+    URL's meaning (``/ ? # %``, spaces, NUL, a lone ``.`` or ``..``) gets through."""
+    return isinstance(text, str) and RESOURCE_GROUP_NAME.match(text) is not None and not text.endswith(".")
+
+
+def is_workspace_name(text: object) -> bool:
+    """True when ``text`` is a well-formed Azure ML workspace name."""
+    return isinstance(text, str) and WORKSPACE_NAME.match(text) is not None
 
 
 # Outcomes: every CI in a report ends with exactly one of these.

@@ -7,9 +7,9 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from shared.models import FAILED, ComputeInstanceRecord
+from shared.models import ALREADY_STOPPED, FAILED, STOPPED, WOULD_STOP, ComputeInstanceRecord
 from shared.tags import Exemption
 from shared.times import format_instant
 
@@ -19,6 +19,13 @@ SUMMARY_MARKER = "CI_GOVERNANCE_SUMMARY "
 PRINTED_SUMMARY_BUDGET = 400_000
 # What an operator must act on comes first when the printed summary has to leave rows out.
 _ROW_PRIORITY = {FAILED: 0, "skipped": 1, "exempt": 2, "rejected": 3}
+# Outcomes that need nobody's attention: the report lines count them per workspace instead of
+# printing a line per CI (10,000 CIs at a line each would fill Automation's 1 MiB stream alone).
+# The morning start's outcomes are spelt out here to keep this foundation free of capabilities.
+ROUTINE_OUTCOMES = (STOPPED, WOULD_STOP, ALREADY_STOPPED, "started", "would_start", "already_running")
+# Bytes of individual (non-routine) report lines; past it the rest are counted per workspace too,
+# so that the lines, the printed summary (PRINTED_SUMMARY_BUDGET) and the log fit one stream.
+PRINTED_LINES_BUDGET = 300_000
 
 
 @dataclass
@@ -58,6 +65,15 @@ class CIResult:
             exempt_until=format_instant(exemption.until) if exemption else None,
             exempt_by=exemption.by if exemption else None,
         )
+    @property
+    def workspace_key(self) -> str:
+        """``subscription/resourceGroup/workspace``: what the report lines group by."""
+        return f"{self.subscription_id}/{self.resource_group}/{self.workspace}"
+
+
+def routine_label(result: CIResult) -> Optional[str]:
+    """The label a routine result is counted under in the report lines; None: print it on its own line."""
+    return result.outcome if result.outcome in ROUTINE_OUTCOMES else None
 
 
 @dataclass
@@ -79,6 +95,8 @@ class RunReport:
     results: List[CIResult] = field(default_factory=list)
     errors: List[ScopeError] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict)
+    # Which rows the report lines count per workspace rather than print (see routine_label).
+    aggregate: Callable[[CIResult], Optional[str]] = field(default=routine_label, repr=False, compare=False)
 
     def finish(self) -> None:
         """Stamp ``finished_at`` now, never before ``started_at`` (tests and the sandbox inject a
@@ -121,15 +139,15 @@ class RunReport:
         """
         data = self.to_dict()
         text = json.dumps(data, sort_keys=True, ensure_ascii=False)
-        if max_bytes is None or len(text.encode("utf-8")) <= max_bytes:
+        if max_bytes is None or len(text.encode("utf-8", "surrogatepass")) <= max_bytes:
             return text
         rows = sorted(data["results"], key=lambda r: _ROW_PRIORITY.get(r["outcome"], 9))
         data["results"] = []
         data["results_omitted"] = {"count": len(rows), "by_outcome": dict(Counter(r["outcome"] for r in rows)), "note": _OMITTED_NOTE}
-        budget = max_bytes - len(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")) - 64
+        budget = max_bytes - len(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 64
         kept = []
         for row in rows:
-            size = len(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")) + 2
+            size = len(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")) + 2
             if size > budget:
                 break
             budget -= size
@@ -139,11 +157,37 @@ class RunReport:
         data["results_omitted"] = {"count": len(left), "by_outcome": dict(sorted(Counter(r["outcome"] for r in left).items())), "note": _OMITTED_NOTE}
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
-    def lines(self) -> List[str]:
-        """Human-readable report lines, sorted by workspace then CI."""
-        out = []
-        for r in sorted(self.results, key=lambda r: (r.workspace.lower(), r.compute_instance.lower(), r.key.lower())):
-            out.append(f"{r.outcome.upper():<16} {r.workspace}/{r.compute_instance}  [{r.state}]  {r.detail}")
+    def lines(self, budget: int = PRINTED_LINES_BUDGET) -> List[str]:
+        """Human-readable report lines, by workspace: every non-routine result (failed, skipped,
+        exempt, ...) on its own line, then one ``WORKSPACE`` line counting the routine ones.
+
+        Individual lines stop at ``budget`` bytes; results past it are counted on their
+        workspace's line as well, and a note says so (every row is in ``--summary-file``).
+        """
+        out: List[str] = []
+        groups: Dict[Tuple[str, str], List[CIResult]] = {}
+        for r in self.results:
+            groups.setdefault((r.workspace.lower(), r.workspace_key.lower()), []).append(r)
+        left_out = 0
+        for _, rows in sorted(groups.items()):
+            counted: Counter = Counter()
+            for r in sorted(rows, key=lambda r: (r.compute_instance.lower(), r.key.lower())):
+                label = self.aggregate(r)
+                if label is None:
+                    line = f"{r.outcome.upper():<16} {r.workspace}/{r.compute_instance}  [{r.state}]  {r.detail}"
+                    if len(line.encode("utf-8", "surrogatepass")) < budget:
+                        budget -= len(line.encode("utf-8", "surrogatepass")) + 1
+                        out.append(line)
+                        continue
+                    label, left_out = r.outcome, left_out + 1
+                counted[label] += 1
+            if counted:
+                total = sum(counted.values())
+                tally = ", ".join(f"{k}={v}" for k, v in sorted(counted.items()))
+                out.append(f"{'WORKSPACE':<16} {rows[0].workspace_key}  {total} compute instance(s): {tally}")
+        if left_out:
+            note = "are counted on their WORKSPACE line instead of listed, to fit Azure Automation's 1 MiB job stream; --summary-file has every row"
+            out.append(f"{'NOTE':<16} {left_out} result(s) {note}")
         for e in self.errors:
             out.append(f"{'ERROR':<16} {e.scope}  {e.error}")
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items()) or "no compute instances"

@@ -18,15 +18,16 @@ import binascii
 import dataclasses
 import fnmatch
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
-from shared.errors import SettingsError
+from shared.errors import SettingsError, TagFormatError
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef
-from shared.tags import TagNames
+from shared.tags import TagNames, validate_tag_name
 
 T = TypeVar("T")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
@@ -77,7 +78,7 @@ class Settings:
         """Read feature section ``name`` into dataclass ``cls`` (defaults where absent)."""
         if name not in KNOWN_SECTIONS:
             raise SettingsError(f"unknown settings section '{name}'")
-        return build_dataclass(cls, self.raw.get(name) or {}, name)
+        return build_dataclass(cls, _section_data(self.raw, name), name)
 
     def require_scope(self) -> None:
         """Raise SettingsError unless at least one subscription is configured."""
@@ -139,6 +140,10 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingsError(f"{path} must be a number, not {value!r}")
+        # NaN compares false with every bound, so it would slip past each range check below it
+        # (a NaN confirm timeout never times out); infinity is no setting anyone means either.
+        if not math.isfinite(value):
+            raise SettingsError(f"{path} must be a finite number, not {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -156,24 +161,77 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(data) - set(KNOWN_SECTIONS))
     if unknown:
         raise SettingsError(f"unknown settings section(s) {', '.join(unknown)}; known: {', '.join(KNOWN_SECTIONS)}")
-    scope = build_dataclass(Scope, data.get("scope") or {}, "scope")
+    for name in data:
+        # A section that is not an object (``"exemption": false``) must not quietly become the
+        # defaults: that could switch off a check the admin configured elsewhere.
+        _section_data(data, name)
+    scope = _dedupe_scope(build_dataclass(Scope, _section_data(data, "scope"), "scope"))
     for i, sub in enumerate(scope.subscriptions):
         if not _GUID.match(sub):
             raise SettingsError(f"scope.subscriptions[{i}] = {sub!r} is not a subscription id (a GUID)")
-    identity = build_dataclass(Identity, data.get("identity") or {}, "identity")
-    tags = build_dataclass(TagNames, data.get("tags") or {}, "tags")
-    teams = build_dataclass(TeamsSettings, data.get("teams") or {}, "teams")
+    identity = build_dataclass(Identity, _section_data(data, "identity"), "identity")
+    tags = build_dataclass(TagNames, _section_data(data, "tags"), "tags")
+    _check_tag_names(tags)
+    teams = build_dataclass(TeamsSettings, _section_data(data, "teams"), "teams")
     if teams.workflow_url and not teams.workflow_url.startswith("https://"):
         raise SettingsError("teams.workflow_url must be an https:// URL")
     return Settings(scope=scope, identity=identity, tags=tags, teams=teams, raw=dict(data))
 
 
+def _section_data(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """Section ``name`` of a settings document: {} when absent, else it must be a JSON object."""
+    if name not in data:
+        return {}
+    value = data[name]
+    if not isinstance(value, Mapping):
+        kind = "null" if value is None else type(value).__name__
+        raise SettingsError(f"settings section '{name}' must be a JSON object, not {kind}")
+    return value
+
+
+def _dedupe_scope(scope: Scope) -> Scope:
+    """The scope with blank entries refused and repeats (any letter case) removed, first spelling kept.
+
+    ARM names are case-insensitive: a subscription or resource group named twice would be listed
+    twice, every CI in it stopped twice and reported twice. A blank entry would match nothing and
+    quietly stop nothing.
+    """
+    fields = {}
+    for name in ("subscriptions", "resource_groups", "include_workspaces", "exclude_workspaces"):
+        seen: Dict[str, str] = {}
+        for i, entry in enumerate(getattr(scope, name)):
+            if not entry.strip():
+                raise SettingsError(f"scope.{name}[{i}] is empty")
+            seen.setdefault(entry.strip().lower(), entry.strip())
+        fields[name] = tuple(seen.values())
+    return dataclasses.replace(scope, **fields)
+
+
+def _check_tag_names(names: TagNames) -> None:
+    """Every tag name derived from ``tags.prefix`` must be one Azure accepts (512 characters at most)."""
+    # The create runbook's approver tag is "<prefix>.approved-by"; the rest are TagNames properties.
+    for name in (*names.exemption_keys, names.auto_start, names.owner, f"{names.prefix}.approved-by"):
+        try:
+            validate_tag_name(name)
+        except TagFormatError as exc:
+            raise SettingsError(f"tags.prefix makes a tag name Azure refuses: {str(exc)[:200]}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise SettingsError(f"{name} is not a number the settings accept")
+
+
 def parse_settings_text(text: str, origin: str) -> Dict[str, Any]:
     """Parse JSON settings text; the error names where it came from and where it broke."""
     try:
-        data = json.loads(text)
+        # Python's json accepts NaN and Infinity, which are not JSON and no setting can mean.
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SettingsError(f"settings from {origin} are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except SettingsError as exc:
+        raise SettingsError(f"settings from {origin}: {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"settings from {origin} are nested too deeply to be settings") from None
     if not isinstance(data, dict):
         raise SettingsError(f"settings from {origin} must be a JSON object")
     return data
@@ -189,6 +247,12 @@ def load_settings(
     path = environ.get(ENV_VAR)
     if path:
         merged = _merge(merged, _read_file(path, f"${ENV_VAR}"))
+    # An empty value is a mistake (a schedule whose parameter lost its value), not "no settings":
+    # running on the defaults and the environment alone would be a different run than the one meant.
+    if settings_arg is not None and not settings_arg.strip():
+        raise SettingsError("--settings is empty")
+    if settings_b64 is not None and not settings_b64.strip():
+        raise SettingsError("--settings-b64 is empty")
     if settings_arg:
         text = settings_arg.strip()
         doc = parse_settings_text(text, "--settings") if text.startswith("{") else _read_file(text, "--settings")
@@ -210,9 +274,12 @@ def encode_settings(data: Mapping[str, Any]) -> str:
 def _read_file(path: str, origin: str) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
-            return parse_settings_text(fh.read(), f"{origin} ({path})")
+            text = fh.read()
     except OSError as exc:
         raise SettingsError(f"cannot read settings file {path} (from {origin}): {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"settings file {path} (from {origin}) is not UTF-8 text") from None
+    return parse_settings_text(text, f"{origin} ({path})")
 
 
 def _merge(base: Dict[str, Any], top: Mapping[str, Any]) -> Dict[str, Any]:

@@ -241,7 +241,8 @@ def test_forbidden_subscription_and_workspace_leave_the_rest_swept(arm, ml, now,
 def test_ci_deleted_between_list_and_stop_or_while_stopping(arm, ml, now, capsys):
     fleet = seed(ml)
     arm.when("POST", "/computes/ci-a2/stop", lambda: ml.delete_compute(fleet.a, "ci-a2"))  # 404 on our stop
-    arm.when("GET", "/workspaces/mlw-b/computes", lambda: ml.delete_compute(fleet.b, "ci-b1"), skip=1)  # gone at confirmation
+    # Listings of mlw-b: discovery, the re-read just before its stops, then confirmation: gone at confirmation.
+    arm.when("GET", "/workspaces/mlw-b/computes", lambda: ml.delete_compute(fleet.b, "ci-b1"), skip=2)
     first = sweep(arm, ml, now, capsys)
     check_run(first, failed=False)
     a2, b1 = first.result("ci-a2"), first.result("ci-b1")
@@ -308,8 +309,9 @@ def test_confirm_listing_failing_transiently_then_for_good(arm, ml, now, capsys)
     work: confirmed. mlw-c's fail until the timeout: failed, with the listing error; the stops did
     happen, so the next run finds them stopped and sends nothing."""
     seed(ml)
-    flaky = arm.inject(Fault(500, "GET", "/workspaces/mlw-a/computes", skip=1, times=8))
-    down = arm.inject(Fault(503, "GET", "/workspaces/mlw-c/computes", skip=1, times=None))
+    # skip=2: discovery's listing and the re-read just before the stops work; confirmation's fail.
+    flaky = arm.inject(Fault(500, "GET", "/workspaces/mlw-a/computes", skip=2, times=8))
+    down = arm.inject(Fault(503, "GET", "/workspaces/mlw-c/computes", skip=2, times=None))
     first = sweep(arm, ml, now, capsys, stop={"confirm_timeout_seconds": 1.0})
     check_run(first, failed=True)
     assert flaky.hits == 8 and down.hits >= 4

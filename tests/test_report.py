@@ -73,7 +73,41 @@ def test_emit_report_prints_the_bounded_summary_and_files_the_full_one(tmp_path)
     emit_report(report, str(path), out=out)
     text = out.getvalue()
     assert len(text.encode()) < 1024 * 1024  # the whole job output, lines included, fits one stream
-    assert sum(1 for ln in text.splitlines() if ln.startswith(("STOPPED", "FAILED", "EXEMPT", "SKIPPED", "ALREADY_STOPPED"))) == 2000
+    # Non-routine results one per line; routine ones counted on one line per workspace (200 here).
+    assert sum(1 for ln in text.splitlines() if ln.startswith(("FAILED", "EXEMPT", "SKIPPED"))) == 197
+    assert not any(ln.startswith(("STOPPED", "ALREADY_STOPPED")) for ln in text.splitlines())
+    counted = [ln for ln in text.splitlines() if ln.startswith("WORKSPACE")]
+    assert len(counted) == 200
+    assert sum(int(n) for ln in counted for n in __import__("re").findall(r"(?:stopped|already_stopped)=(\d+)", ln)) == 1803
     printed = json.loads(next(ln for ln in text.splitlines() if ln.startswith(SUMMARY_MARKER))[len(SUMMARY_MARKER) :])
     assert printed["results_omitted"]["count"] > 0
     assert len(json.loads(path.read_text())["results"]) == 2000
+
+
+def test_routine_outcomes_are_counted_per_workspace_and_the_rest_listed():
+    rows = [row(0, "stopped"), row(200, "stopped"), row(400, "already_stopped"), row(600, "failed"), row(1, "exempt")]
+    report = RunReport("x", False, NOW, NOW, results=rows)
+    lines = report.lines()
+    assert [ln.split()[0] for ln in lines] == ["FAILED", "WORKSPACE", "EXEMPT", "Totals:"]
+    assert "11111111-1111-4111-8111-111111111111/rg-ml/mlw-000  3 compute instance(s): already_stopped=1, stopped=2" in lines[1]
+    assert "mlw-000/ci-0600" in lines[0] and "mlw-001/ci-0001" in lines[2]
+
+
+def test_individual_lines_stop_at_their_budget_and_say_so():
+    report = RunReport("x", False, NOW, NOW, results=[row(i, "failed") for i in range(50)])
+    lines = report.lines(budget=1000)
+    listed = [ln for ln in lines if ln.startswith("FAILED")]
+    assert 0 < len(listed) < 50 and sum(len(ln) + 1 for ln in listed) <= 1000
+    assert any(ln.startswith("NOTE") and f"{50 - len(listed)} result(s)" in ln for ln in lines)
+    counted = sum(int(n) for ln in lines if ln.startswith("WORKSPACE") for n in __import__("re").findall(r"failed=(\d+)", ln))
+    assert counted == 50 - len(listed)
+
+
+def test_ten_thousand_routine_results_print_well_under_a_mebibyte(tmp_path):
+    import io
+
+    report = RunReport("stop_compute_instances", False, NOW, NOW)
+    report.results = [row(i, "stopped") for i in range(10_000)]
+    out = io.StringIO()
+    emit_report(report, str(tmp_path / "s.json"), out=out)
+    assert len(out.getvalue().encode()) < 600 * 1024

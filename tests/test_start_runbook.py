@@ -82,7 +82,12 @@ def test_opted_in_stopped_cis_are_started_and_others_untouched(arm, ml, capsys):
         False,
         True,
     )
-    assert "STARTED          mlw-one/ci-auto  [Running]" in out and "opted in for tue, not mon" in out and "weekdays" in out
+    # Routine outcomes and CIs that never opted in are counted per workspace; the rest listed one by one.
+    assert f"WORKSPACE        {SUB1}/rg-a/mlw-one  4 compute instance(s): not_opted_in=2, started=2" in out
+    assert f"WORKSPACE        {SUB2}/rg-b/mlw-two  2 compute instance(s): already_running=1, started=1" in out
+    assert "SKIPPED          mlw-one/ci-tuesday" in out and "opted in for tue, not mon" in out and "SKIPPED          mlw-two/ci-garbled" in out
+    lines = "\n".join(ln for ln in out.splitlines() if not ln.startswith("CI_GOVERNANCE_SUMMARY"))
+    assert "ci-manual" not in lines and "ci-optout" not in lines and "STARTED " not in lines
 
 
 def test_holiday_starts_nothing(arm, ml, capsys):

@@ -60,7 +60,8 @@ def test_sweep_stops_running_cis_and_reports_each_once(arm, ml, now, capsys):
     assert state(ml, ws1, "ci-exempt") == "Running" and state(ml, ws2, "ci-job") == "JobRunning"
     assert state(ml, ws1, "ci-run") == "Stopped" and ml.compute(SUB1, "rg-a", "mlw-one", "ci-run").tags == {"team": "a"}
     # operator lines and the machine summary agree
-    assert "STOPPED          mlw-one/ci-run" in out and "EXEMPT           mlw-one/ci-exempt" in out and "ada@contoso.com" in out
+    assert f"WORKSPACE        {SUB1}/rg-a/mlw-one  2 compute instance(s): already_stopped=1, stopped=1" in out
+    assert "EXEMPT           mlw-one/ci-exempt" in out and "ada@contoso.com" in out and "STOPPED " not in out
     assert summary["counts"] == {"already_stopped": 1, "exempt": 1, "skipped": 1, "stopped": 3}
     assert arm.count("POST", "/stop") == 3
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from shared.errors import UsageError
 
@@ -49,8 +49,31 @@ def parse_bool(value: Optional[str]) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+class StoreOnce(argparse.Action):
+    """``store`` that refuses a second occurrence: argparse would silently keep the last one, so
+    ``--dry-run --dry-run false`` would stop for real and two different ``--request`` values would
+    not be noticed."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Optional[str] = None) -> None:
+        seen = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in seen:
+            raise UsageError(f"{parser.prog}: {option_string} is given more than once; give it once")
+        seen.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 class RunbookArgumentParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so a runbook can report the error and exit 2."""
+    """argparse that raises instead of exiting, so a runbook can report the error and exit 2.
+
+    Every plain (``store``) option may be given only once (:class:`StoreOnce`); repeatable
+    options say so with ``action="append"``.
+    """
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        """As argparse's, with :class:`StoreOnce` as the default action of options."""
+        if args and str(args[0]).startswith("-") and kwargs.get("action") in (None, "store"):
+            kwargs["action"] = StoreOnce
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")

@@ -14,6 +14,11 @@ How a run is scheduled (one dispatcher thread, a bounded pool of workers):
 - **Confirmation overlaps sending.** A workspace is listed ``confirm_interval_seconds`` after its
   first request and then at that interval while any of its CIs is unconfirmed: one read confirms
   all of them, instead of one poll per CI (ARM's read budget is 25/s per subscription).
+- **What protects a CI is read again just before its request** (with ``precheck``): the workspace
+  is listed once, just before its first request goes out (re-listed when that listing is older than
+  ``RECHECK_MAX_AGE_SECONDS``), and ``precheck`` judges each CI as it is now. An exemption recorded
+  after discovery (someone pressing "keep running" at the stop time) is honoured; the cost is one
+  read per workspace, not one per CI.
 - **Transient failures are retried here too.** azure-core retries a POST only on 500/503/504; a
   502, a connection error, a 429 past azure-core's retries or a 401 (expired token) comes back as
   an exception. Such a request may still have reached the service, so the CI is read first: if it
@@ -26,11 +31,12 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from shared.azure.errors import describe_error, is_transient
 from shared.azure.ml_gateway import MLGateway
@@ -50,10 +56,19 @@ GONE = "gone"  # the CI was deleted meanwhile (404)
 BUSY = "busy"  # another operation holds the CI (409) and it is not heading to the goal
 FAILED = "failed"  # refused or failed; detail says why
 TIMEOUT = "timeout"  # requested but not confirmed in time
+SPARED = "spared"  # not sent: the check just before sending (precheck) said to leave it alone
 
 BAD_STATES = ("CreateFailed", "SetupFailed", "UserSetupFailed", "Unusable")
 PROGRESS_LOG_SECONDS = 30.0
 DEFAULT_RETRY_DELAY_SECONDS = 2.0
+# A workspace's re-read (precheck) serves its CIs' requests while it is younger than this: the
+# requests of one workspace leave together, so this is one read per workspace in practice, and a
+# paced or retried request still never goes out on a listing older than a few seconds.
+RECHECK_MAX_AGE_SECONDS = 5.0
+
+# ``precheck(listed, current)``: ``current`` is the CI as re-read just before its request (None: no
+# longer there). None sends the request; an OperationResult is the CI's result, nothing sent.
+Precheck = Callable[[ComputeInstanceRecord, Optional[ComputeInstanceRecord]], Optional["OperationResult"]]
 
 
 @dataclass(frozen=True)
@@ -102,10 +117,15 @@ def sweep(
     dry_run: bool,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    precheck: Optional[Precheck] = None,
+    fresh: Optional[Mapping[str, PlannedAction]] = None,
 ) -> None:
     """The skeleton the nightly stop and the morning start share: report every CI the plan leaves
     alone with its own outcome, then act on the rest in bulk (or, in a dry run, report what would
-    happen), each CI ending with exactly one row in ``report``."""
+    happen), each CI ending with exactly one row in ``report``.
+
+    With ``precheck`` (see :func:`run_bulk`), a CI it spares is reported with the decision it
+    stored in ``fresh``: what protects the CI now, not what the plan saw."""
     to_act = [(ci, d) for ci, d in decisions if d.act]
     for ci, d in decisions:
         if not d.act:
@@ -115,9 +135,14 @@ def sweep(
         for ci, d in to_act:
             report.results.append(CIResult.for_ci(ci, operation.would, f"would {operation.name}; {d.reason}", d.exemption_record))
         return
-    outcomes = run_bulk(gateway, [ci for ci, _ in to_act], operation, settings, clock=clock, sleep=sleep)
+    outcomes = run_bulk(gateway, [ci for ci, _ in to_act], operation, settings, clock=clock, sleep=sleep, precheck=precheck)
     for ci, d in to_act:
         res = outcomes[ci.key]
+        if res.status == SPARED:
+            late = (fresh or {})[ci.key]
+            detail = f"{late.reason} (seen just before its {operation.name}; {res.detail})"
+            report.results.append(CIResult.for_ci(ci, late.outcome, detail, late.exemption_record, state=res.final_state))
+            continue
         detail = f"{res.detail}; {d.reason}" if res.status == DONE else res.detail
         report.results.append(CIResult.for_ci(ci, operation.outcome(res.status), detail, d.exemption_record, state=res.final_state))
 
@@ -139,11 +164,19 @@ def run_bulk(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    precheck: Optional[Precheck] = None,
 ) -> Dict[str, OperationResult]:
-    """Run ``operation`` on every target; returns a result per ``ComputeInstanceRecord.key``."""
+    """Run ``operation`` on every target; returns a result per ``ComputeInstanceRecord.key``.
+
+    With ``precheck``, each CI is judged again, as re-read just before its request (see the module
+    docstring); a CI whose workspace cannot be re-read is not sent, but retried like a transient
+    failure and in the end reported failed.
+    """
     if not targets:
         return {}
-    return _BulkRun(gateway, operation, settings, clock, sleep).run(targets)
+    run = _BulkRun(gateway, operation, settings, clock, sleep)
+    run.precheck = precheck
+    return run.run(targets)
 
 
 # -- internals -------------------------------------------------------------------------------
@@ -211,6 +244,12 @@ class _BulkRun:
         self.sending = 0  # of which requests
         self.sent = 0
         self.resent = 0
+        self.precheck: Optional[Precheck] = None
+        self.rechecks = 0  # workspace listings made for precheck
+        self._fresh: Dict[str, Tuple[float, Dict[str, ComputeInstanceRecord]]] = {}
+        self._fresh_locks: Dict[str, threading.Lock] = {}
+        self._fresh_guard = threading.Lock()
+        self._prefetched: set = set()  # workspace keys whose listing was started ahead of their requests
 
     # -- the dispatcher ----------------------------------------------------------------------
     def run(self, targets: List[ComputeInstanceRecord]) -> Dict[str, OperationResult]:
@@ -262,6 +301,8 @@ class _BulkRun:
                             continue
                         _take(lanes[sub], retries[sub], item)
                         self._submit(pool, self._send, item)
+                        if self.precheck is not None:
+                            self._prefetch_next(pool, lanes[sub], item)
                         progress = True
                         if self.in_flight >= self.settings.concurrency:
                             break
@@ -279,6 +320,8 @@ class _BulkRun:
                     waiting = sum(len(w.waiting) for w in self.watches.values())
                     log.info("Progress: %d/%d sent, %d waiting for confirmation, %d finished", self.sent, total, waiting, len(self.results))
                 self._wait(wake)
+        if self.precheck is not None:
+            log.info("Re-read %d workspace listing(s) just before sending, to honour changes made since discovery", self.rechecks)
         log.info("%s finished for %d compute instance(s) in %.1f s", self.op.name.capitalize(), len(self.results), self.clock() - started)
         return self.results
 
@@ -330,8 +373,12 @@ class _BulkRun:
         elif kind == "listed":
             _, key, listing, at = event
             self._after_list(key, listing, at)
+        elif kind == "prefetched":
+            pass  # the listing is in the cache for the workspace's requests
         else:  # "crash": report it against what the task was about, never lose a CI
             _, args, exc = event
+            if isinstance(args[0], WorkspaceRef):
+                return  # a prefetch: the requests list the workspace themselves
             if isinstance(args[0], _Send):
                 self._after_send(args[0], _SendOutcome(final=OperationResult(FAILED, f"{self.op.name} failed: {describe_error(exc)}", args[0].ci.state)))
             else:
@@ -339,12 +386,57 @@ class _BulkRun:
 
     # -- sending -----------------------------------------------------------------------------
     def _send(self, item: _Send) -> Tuple[str, _Send, _SendOutcome]:
-        """Worker: send one request and classify what came back."""
+        """Worker: (re-check, then) send one request and classify what came back."""
+        if self.precheck is not None:
+            try:
+                current = self._current(item.ci)
+            except Exception as exc:  # noqa: BLE001 - unverified means unsent: retried, then failed
+                why = f"not sent: could not re-read workspace {item.ci.workspace.key} just before the {self.op.name} ({describe_error(exc)})"
+                return "sent", item, _SendOutcome(retry=why)
+            verdict = self.precheck(item.ci, current)
+            if verdict is not None:
+                return "sent", item, _SendOutcome(final=verdict)
         try:
             self.request(item.ci.workspace, item.ci.name)
             return "sent", item, _ACCEPTED
         except Exception as exc:  # noqa: BLE001 - every failure becomes this CI's outcome
             return "sent", item, self._classify_failure(item.ci, exc)
+
+    def _current(self, ci: ComputeInstanceRecord) -> Optional[ComputeInstanceRecord]:
+        """Worker: ``ci`` as its workspace lists it now (one listing shared by the workspace's requests)."""
+        return self._listing(ci.workspace).get(ci.name.lower())
+
+    def _listing(self, workspace: WorkspaceRef) -> Dict[str, ComputeInstanceRecord]:
+        """Worker: the workspace's CIs by lower-case name, listed at most ``RECHECK_MAX_AGE_SECONDS`` ago."""
+        key = workspace.key.lower()
+        with self._fresh_guard:
+            lock = self._fresh_locks.setdefault(key, threading.Lock())
+        with lock:  # the workspace's other workers wait for this one listing instead of making their own
+            cached = self._fresh.get(key)
+            if cached is None or self.clock() - cached[0] > RECHECK_MAX_AGE_SECONDS:
+                listing = {c.name.lower(): c for c in self.gateway.list_compute_instances(workspace)}
+                cached = self._fresh[key] = (self.clock(), listing)
+                self.rechecks += 1
+        return cached[1]
+
+    def _prefetch_next(self, pool: ThreadPoolExecutor, lane: Deque[_Send], sent: _Send) -> None:
+        """Dispatcher: when a workspace's first request goes out, list the lane's next workspace
+        meanwhile, so that its requests find their re-read ready instead of waiting for it."""
+        if not lane or lane[0].ci.workspace.key.lower() == sent.ci.workspace.key.lower():
+            return
+        upcoming = lane[0].ci.workspace
+        if upcoming.key.lower() in self._prefetched:
+            return
+        self._prefetched.add(upcoming.key.lower())
+        self._submit(pool, self._prefetch, upcoming)
+
+    def _prefetch(self, workspace: WorkspaceRef) -> Tuple[str, str]:
+        """Worker: fill the re-read cache for ``workspace``; a failure is left to its requests."""
+        try:
+            self._listing(workspace)
+        except Exception as exc:  # noqa: BLE001 - each request re-lists and reports on its own
+            log.debug("Prefetching %s failed: %s", workspace.key, describe_error(exc))
+        return "prefetched", workspace.key
 
     def _after_send(self, item: _Send, outcome: _SendOutcome) -> None:
         ci = item.ci
@@ -384,7 +476,16 @@ class _BulkRun:
         """Worker: what a failed request means for this CI (may read the CI once)."""
         op = self.op
         if isinstance(exc, NotFoundError):
-            return _SendOutcome(final=OperationResult(GONE, f"deleted since it was listed ({describe_error(exc)})", "Deleted"))
+            # Only a CI that is really gone is "deleted": a 404 from a CI that is still there (a
+            # routing or API-version problem) must not pass as a harmless outcome.
+            now, again = self._read(ci)
+            if isinstance(again, NotFoundError):
+                return _SendOutcome(final=OperationResult(GONE, f"deleted since it was listed ({describe_error(exc)})", "Deleted"))
+            if now is not None:
+                detail = f"{op.name} answered {describe_error(exc)} although the compute instance exists (state {now.state})"
+                return _SendOutcome(final=OperationResult(FAILED, detail, now.state))
+            detail = f"{op.name} answered {describe_error(exc)} and re-reading the compute instance failed ({describe_error(again) if again else 'no answer'})"
+            return _SendOutcome(final=OperationResult(FAILED, detail, ci.state))
         if isinstance(exc, ConflictError):
             # 409: another operation holds the CI. Look again: it may already be where we want it.
             now, again = self._read(ci)

@@ -54,7 +54,8 @@ def _twice(what: str, call: Callable[[], T], sleep: Callable[[float], None]) -> 
 def discover(gateway: MLGateway, scope: Scope, *, concurrency: int = 16, sleep: Callable[[float], None] = time.sleep) -> Inventory:
     """List the workspaces in scope and every compute instance in them."""
     inventory = Inventory()
-    targets = [(sub, rg) for sub in scope.subscriptions for rg in (scope.resource_groups or (None,))]
+    # ARM names are case-insensitive: a subscription or resource group named twice (any case) is listed once.
+    targets = list({(sub.lower(), (rg or "").lower()): (sub, rg) for sub in scope.subscriptions for rg in (scope.resource_groups or (None,))}.values())
 
     def list_ws(target: Tuple[str, Any]) -> Tuple[Tuple[str, Any], Any]:
         sub, rg = target
@@ -70,7 +71,11 @@ def discover(gateway: MLGateway, scope: Scope, *, concurrency: int = 16, sleep: 
                 inventory.errors.append(ScopeError(where, f"cannot list workspaces: {describe_error(found)}"))
                 log.error("Cannot list workspaces in %s: %s", where, describe_error(found))
                 continue
-            inventory.workspaces.extend(ws for ws in found if workspace_in_scope(ws, scope))
+            known = {w.key.lower() for w in inventory.workspaces}
+            for ws in found:
+                if workspace_in_scope(ws, scope) and ws.key.lower() not in known:  # each workspace (and so each CI) once
+                    known.add(ws.key.lower())
+                    inventory.workspaces.append(ws)
 
     def list_cis(ws: WorkspaceRef) -> Tuple[WorkspaceRef, Any]:
         try:

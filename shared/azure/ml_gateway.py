@@ -300,4 +300,5 @@ def to_record(workspace: WorkspaceRef, entity: Any) -> ComputeInstanceRecord:
         assigned_user_tenant_id=getattr(user, "user_tenant_id", None) if user else None,
         idle_shutdown_minutes=int(idle) if idle else None,
         last_operation=(last.get("operation_name") if isinstance(last, dict) else None),
+        created_on=str(getattr(entity, "created_on", None) or "") or None,
     )

@@ -58,6 +58,7 @@ class CreateRequest:
     user_object_id: str
     user_tenant_id: str
     requester: str
+    requester_email: str = ""  # the responder's mail: only to refuse self-approval by mail
     owner: str = ""  # owner tag; the requester when empty
     cost_center: str = ""
     idle_minutes: Optional[int] = None  # None: the configured default
@@ -142,7 +143,9 @@ def _approval_problems(request: CreateRequest, section: CreateSection) -> List[s
     ids = (approval.approver_upn, approval.approver_object_id)
     if not listed(ids, section.approvers):
         return [f"{approval.who} is not a configured approver (create.approvers)"]
-    if listed(ids, [i for i in (request.requester, request.user_object_id) if i]):
+    # Self-approval is refused when ANY identifier matches: an approver whose UPN (or mail) is the
+    # requester's UPN or mail is the requester, whatever object id the approval reports.
+    if listed((*ids, approval.approver_email), [i for i in (request.requester, request.requester_email, request.user_object_id) if i]):
         return [f"{approval.who} cannot approve their own request"]
     return []
 

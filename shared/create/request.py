@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shared.create.policy import NAME_CARD_REGEX, CreateRequest, match_size
 from shared.models import GUID as _GUID
-from shared.models import WorkspaceRef
+from shared.models import WorkspaceRef, is_resource_group_name, is_workspace_name
 from shared.sections import IDLE_MIN_MINUTES, CreateSection
 from shared.tags import clean_text
 from shared.teams.inbound import Approval, parse_approval
@@ -46,6 +46,12 @@ def parse_workspace_key(key: str) -> WorkspaceRef:
         raise ValueError(f"workspace '{clean_text(key, 80)}' must be written as <subscriptionId>/<resourceGroup>/<workspaceName>")
     if not _GUID.match(parts[0]):
         raise ValueError(f"workspace '{clean_text(key, 80)}': '{clean_text(parts[0], 60)}' is not a subscription id (a GUID)")
+    # The names go into the ARM URL: anything but a well-formed name ("..", "?", "#", spaces, NUL)
+    # could point the request somewhere else once the URL is normalised.
+    if not is_resource_group_name(parts[1]):
+        raise ValueError(f"workspace '{clean_text(key, 80)}': '{clean_text(parts[1], 60)}' is not a resource group name")
+    if not is_workspace_name(parts[2]):
+        raise ValueError(f"workspace '{clean_text(key, 80)}': '{clean_text(parts[2], 60)}' is not an Azure ML workspace name")
     return WorkspaceRef(parts[0].lower(), parts[1], parts[2])
 
 
@@ -91,7 +97,7 @@ def request_from_teams(body: Any) -> CreateRequest:
         idle = parse_idle_minutes(data.get("idle_minutes"))
     except ValueError as exc:
         reasons.append(str(exc))
-    object_id, tenant_id, upn = _responder(body.get("responder"), reasons)
+    object_id, tenant_id, upn, mail = _responder(body.get("responder"), reasons)
     approval, problems = parse_approval(body.get("approval"))
     reasons += problems
     message_id = _text(body, "messageId", reasons) or ""
@@ -105,6 +111,7 @@ def request_from_teams(body: Any) -> CreateRequest:
         user_object_id=object_id,
         user_tenant_id=tenant_id,
         requester=upn,
+        requester_email=mail,
         owner=upn,  # the owner tag is the responder too: card inputs never name people
         cost_center=cost_center,
         idle_minutes=idle,
@@ -128,19 +135,25 @@ def _text(data: Mapping[str, Any], key: str, reasons: List[str], *, required: bo
     return value.strip()
 
 
-def _responder(value: Any, reasons: List[str]) -> Tuple[str, str, str]:
+def _responder(value: Any, reasons: List[str]) -> Tuple[str, str, str, str]:
+    """``(object id, tenant id, UPN or else mail, mail)`` of the Teams responder."""
     if not isinstance(value, Mapping):
         reasons.append("the request does not say who responded ('responder' is missing): the Teams flow must pass the card's responder")
-        return "", "", ""
+        return "", "", "", ""
     oid = _text(value, "objectId", reasons, required=True) or ""
     tid = _text(value, "tenantId", reasons, required=True) or ""
-    upn = _text(value, "userPrincipalName", reasons) or _text(value, "email", reasons) or ""
+    mail = _text(value, "email", reasons) or ""
+    upn = _text(value, "userPrincipalName", reasons) or mail
+    for label, name in (("responder.userPrincipalName", upn), ("responder.email", mail)):
+        # Identities are compared as they are: cleaning "lead\u200b@x" into "lead@x" would make it someone else.
+        if name and clean_text(name) != name:
+            reasons.append(f"{label} '{clean_text(name, 60)}' contains characters no sign-in name has")
     for label, guid in (("responder.objectId", oid), ("responder.tenantId", tid)):
         if guid and not _GUID.match(guid):
             reasons.append(f"{label} '{clean_text(guid, 60)}' is not a GUID")
     if oid and not upn:
         reasons.append("the responder has neither userPrincipalName nor email: the owner tag needs one")
-    return oid.lower(), tid.lower(), clean_text(upn)
+    return oid.lower(), tid.lower(), clean_text(upn), clean_text(mail)
 
 
 def approval_from_parameter(approver: Optional[str]) -> Optional[Approval]:

@@ -9,7 +9,12 @@ Order matters, and each step is the cheapest that can still say no:
    else, or is another kind of compute, refuse;
 3. one list of the workspace to count the user's compute instances (``max_per_user``);
 4. the PUT (azure-ai-ml ``begin_create_or_update``), then wait for the long-running operation up
-   to ``create.timeout_seconds`` and report the final state or the service's own error message.
+   to ``create.timeout_seconds`` and report the final state or the service's own error message;
+5. one more list to count again: two requests at the same moment both pass step 3. When the user
+   now has more than ``max_per_user``, the newer creations (by the service's creation time, then
+   name) are over the limit: the run that made one reports ``failed`` and names it to delete. Both
+   runs see the same list, so exactly the surplus is reported; nothing is deleted automatically
+   (a compute instance may already hold the user's work). README, "Creating compute instances".
 
 Every run ends with exactly one outcome: created, would_create (dry run), already_exists,
 needs_approval, rejected or failed. Only ``failed`` (Azure refused or did not finish) makes the
@@ -81,7 +86,9 @@ def run_create(
     return report
 
 
-def _handle(gateway: MLGateway, request: CreateRequest, settings: Settings, section: CreateSection, dry_run: bool) -> Tuple[str, str, str, CreateDecision]:
+def _handle(  # noqa: C901 - the steps of the module docstring, in order
+    gateway: MLGateway, request: CreateRequest, settings: Settings, section: CreateSection, dry_run: bool
+) -> Tuple[str, str, str, CreateDecision]:
     decision = decide_create(request, section, settings.scope, settings.tags)
     if decision.verdict == REJECT:
         return REJECTED, f"rejected before contacting Azure: {decision.summary}", "", decision
@@ -110,7 +117,47 @@ def _handle(gateway: MLGateway, request: CreateRequest, settings: Settings, sect
     assert decision.verdict == APPROVE
     if dry_run:
         return WOULD_CREATE, f"would create {decision.size} with idle shutdown after {decision.idle_minutes} min", "", decision
-    return (*_create(gateway, request, decision, section), decision)
+    outcome, detail, state = _create(gateway, request, decision, section)
+    if outcome == CREATED:
+        surplus = _over_limit(gateway, request, section)
+        if surplus:
+            return FAILED, surplus, state, decision
+    return outcome, detail, state, decision
+
+
+def _over_limit(gateway: Any, request: CreateRequest, section: CreateSection) -> str:
+    """Why the CI just created breaks ``max_per_user`` after all (a request that raced this one), or ""."""
+    try:
+        mine = [ci for ci in gateway.list_compute_instances(request.workspace) if _same_user(ci, request)]
+    except Exception as exc:  # noqa: BLE001 - the CI exists; say the limit could not be re-checked
+        log.warning("Created %s, but could not count the user's compute instances again: %s", request.name, service_message(exc))
+        return ""
+    if len(mine) <= section.max_per_user:
+        return ""
+    # Oldest first; every racing run sorts the same list the same way, so they agree on the surplus.
+    ordered = sorted(mine, key=lambda ci: (_created(ci), ci.name.lower()))
+    kept = {ci.name.lower() for ci in ordered[: section.max_per_user]}
+    others = ", ".join(ci.name for ci in ordered if ci.name.lower() != request.name.lower())
+    if request.name.lower() in kept:
+        log.warning("%s raced another request (%s): that one is over the limit and its run reports it", request.name, others)
+        return ""
+    return (
+        f"created, but another request for the same user was created at the same time ({others}): the user now has "
+        f"{len(mine)} compute instance(s) in {request.workspace.name}, over the limit of {section.max_per_user}, and this one "
+        f"is the newer; delete {request.name} (nothing was deleted automatically)"
+    )
+
+
+def _created(ci: ComputeInstanceRecord) -> datetime:
+    """The creation instant, to the microsecond (two racing creations are often within one second);
+    the earliest possible when unknown."""
+    from shared.errors import TagFormatError
+    from shared.times import parse_instant
+
+    try:
+        return parse_instant(ci.created_on or "")
+    except TagFormatError:
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def _existing(gateway: MLGateway, request: CreateRequest) -> Optional[ComputeInstanceRecord]:

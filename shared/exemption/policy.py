@@ -139,19 +139,29 @@ def is_approver(responder: Responder, section: ExemptionSection) -> bool:
 
 
 def is_assigned_user(responder: Responder, ci: ComputeInstanceRecord) -> bool:
-    """True if the responder is the CI's assigned user (object id, and tenant when both are known)."""
+    """True if the responder is the CI's assigned user: object id **and** tenant, both known and equal.
+
+    An object id is unique only within its tenant, so a responder whose tenant is missing or blank
+    (or a CI that does not say its user's tenant) is not matched on the object id alone.
+    """
     if not ci.assigned_user_object_id or ci.assigned_user_object_id.lower() != responder.object_id.lower():
         return False
-    tenant = (ci.assigned_user_tenant_id or "").lower()
-    return not (tenant and responder.tenant_id and tenant != responder.tenant_id.lower())
+    tenant = (ci.assigned_user_tenant_id or "").strip().lower()
+    return bool(tenant) and tenant == (responder.tenant_id or "").strip().lower()
 
 
 def is_same_person(a: Responder, b: Responder) -> bool:
-    """True if ``a`` and ``b`` are one person: by object id when both have one, else by UPN (case-insensitive)."""
-    if a.object_id and b.object_id:
-        return a.object_id.lower() == b.object_id.lower()
-    names_a = {a.user_principal_name.lower()} - {""}
-    return bool(names_a & ({b.user_principal_name.lower(), b.email.lower()} - {""}))
+    """True if ``a`` and ``b`` may be one person: ANY identifier in common (object id, or a UPN or
+    mail of one equal to a UPN or mail of the other; case-insensitive).
+
+    Used to refuse self-approval, so it errs towards "same": an approver whose UPN is the
+    requester's mail is refused even when the object ids differ (a second account of one person).
+    """
+    if a.object_id and b.object_id and a.object_id.lower() == b.object_id.lower():
+        return True
+    names_a = {a.user_principal_name.strip().lower(), a.email.strip().lower()} - {""}
+    names_b = {b.user_principal_name.strip().lower(), b.email.strip().lower()} - {""}
+    return bool(names_a & names_b)
 
 
 def approval_problems(approval: Approval, requester: Responder, section: ExemptionSection) -> Tuple[str, ...]:
@@ -159,7 +169,7 @@ def approval_problems(approval: Approval, requester: Responder, section: Exempti
 
     Self-approval is checked first, so a requester who presses Approve is told exactly that.
     """
-    approver = Responder(object_id=approval.approver_object_id, user_principal_name=approval.approver_upn)
+    approver = Responder(object_id=approval.approver_object_id, user_principal_name=approval.approver_upn, email=approval.approver_email)
     if is_same_person(approver, requester):
         return (f"{approval.who}, you cannot approve your own request: another approver must.",)
     if not is_approver(approver, section):
@@ -216,7 +226,9 @@ def _basis(request: ExemptionRequest, ci: ComputeInstanceRecord, section: Exempt
         return "assigned user"
     if request.is_cancel:
         # read_exemption's status carries the exemption even when expired or partly malformed.
+        # The recorder is matched by UPN or object id only: the mail attribute is not unique in a
+        # tenant (anyone whose mail equals someone's UPN could otherwise cancel their exemption).
         current = read_exemption(ci.tags, _EPOCH, names).exemption
-        if current is not None and current.by and current.by.lower() in {who.user_principal_name.lower(), who.email.lower()} - {""}:
+        if current is not None and current.by and current.by.strip().lower() in {who.user_principal_name.lower(), who.object_id.lower()} - {""}:
             return "requester of the current exemption"
     return ""

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, List, Mapping, Optional, Tuple
 
 from shared.models import GUID as _GUID
-from shared.models import WorkspaceRef
+from shared.models import WorkspaceRef, is_resource_group_name, is_workspace_name
 from shared.sections import RequestRules
 from shared.tags import clean_text
 from shared.teams.inbound import Approval, parse_approval
@@ -38,11 +38,6 @@ ACTIONS = (REQUEST, CANCEL)
 # Longest text field we look at at all: anything longer is refused before any parsing.
 MAX_FIELD_CHARS = 1024
 
-# Resource group: 1-90 letters, digits, underscores, hyphens, periods, parentheses; not ending in a
-# period (Learn, azure-resource-manager/management/resource-name-rules, Microsoft.Resources).
-_RESOURCE_GROUP = re.compile(r"^[\w\-.()]{1,90}$", re.UNICODE)
-# Azure ML workspace: 3-33 alphanumerics, hyphens, underscores, starting alphanumeric (same page).
-_WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 # Compute instance: 3-24 letters, digits and hyphens, starting with a letter (the service's own
 # create-time message). Stricter service rules only make the later lookup fail, never a wrong write.
 _COMPUTE_INSTANCE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{2,23}$")
@@ -125,7 +120,7 @@ def validate_request(body: Any, now: datetime, rules: RequestRules = RequestRule
     if action and action not in ACTIONS:
         reasons.append(f"Unknown action '{_show(action)}': expected {' or '.join(ACTIONS)}.")
     responder = _responder(body.get("responder"), reasons)
-    message_id = _optional_text(body, "messageId", reasons)
+    message_id = clean_text(_optional_text(body, "messageId", reasons) or "")  # as the exempt-request tag holds it
     approval, problems = parse_approval(body.get("approval"))
     reasons.extend(f"{p[:1].upper()}{p[1:]}." for p in problems)
     workspace = _workspace(_text(data, "workspace", reasons, required=True), reasons)
@@ -212,10 +207,10 @@ def _workspace(key: Optional[str], reasons: List[str]) -> Optional[WorkspaceRef]
     if not _GUID.match(sub):
         reasons.append(f"Workspace '{_show(key)}': '{_show(sub)}' is not a subscription id (a GUID).")
         ok = False
-    if not _RESOURCE_GROUP.match(rg) or rg.endswith("."):
+    if not is_resource_group_name(rg):
         reasons.append(f"Workspace '{_show(key)}': '{_show(rg)}' is not a resource group name.")
         ok = False
-    if not _WORKSPACE.match(name):
+    if not is_workspace_name(name):
         reasons.append(f"Workspace '{_show(key)}': '{_show(name)}' is not an Azure ML workspace name.")
         ok = False
     return WorkspaceRef(sub.lower(), rg, name) if ok else None
@@ -230,6 +225,12 @@ def _responder(value: Any, reasons: List[str]) -> Optional[Responder]:
     if oid and not _GUID.match(oid):
         reasons.append(f"responder.objectId '{_show(oid)}' is not an Entra object id (a GUID).")
     fields = {k: _text(value, k, reasons, required=False) or "" for k in ("tenantId", "email", "userPrincipalName", "displayName")}
+    if fields["tenantId"] and not _GUID.match(fields["tenantId"]):
+        reasons.append(f"responder.tenantId '{_show(fields['tenantId'])}' is not an Entra tenant id (a GUID).")
+    for key in ("email", "userPrincipalName"):
+        # Identities are compared as they are: cleaning "lead\u200b@x" into "lead@x" would make it someone else.
+        if fields[key] and clean_text(fields[key]) != fields[key]:
+            reasons.append(f"responder.{key} '{_show(fields[key])}' contains characters no sign-in name has.")
     if len(reasons) > before:
         return None
     assert oid is not None

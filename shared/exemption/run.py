@@ -337,8 +337,11 @@ def _record(
 ) -> _Outcome:
     assert request.until is not None
     context = {**context, "approved_by": approved_by or None}
-    current = read_exemption(ci.tags, now, names).exemption
-    if request.message_id and current is not None and current.request_id == request.message_id and current.until == request.until:
+    status = read_exemption(ci.tags, now, names)
+    current = status.exemption
+    # "Already recorded" only when what is recorded protects the CI: a malformed exemption with the
+    # same request id (exempt-by emptied, say) would otherwise be left as it is, and the CI stopped.
+    if request.message_id and status.protects and current is not None and current.request_id == request.message_id and current.until == request.until:
         return _Outcome(
             ALREADY_RECORDED, f"already recorded: exempt until {request.until_text} (message {request.message_id})", "exemption_approved", context, ci
         )

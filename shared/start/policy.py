@@ -21,6 +21,7 @@ from shared.times import load_zone
 
 # Outcomes: every CI in a start report ends with exactly one of these.
 OUTCOMES = (STARTED, WOULD_START, ALREADY_RUNNING, SKIPPED, FAILED)
+NOT_OPTED_IN = "not opted in"  # how the reason of a CI without the opt-in tag begins
 
 YES = ("true", "yes", "on", "1")
 NO = ("false", "no", "off", "0", "")
@@ -94,7 +95,7 @@ def decide_start(ci: ComputeInstanceRecord, today: date, section: StartSection, 
     if opt.problem:
         return StartDecision(False, SKIPPED, f"not started: {opt.problem}")
     if not opt.opted_in:
-        return StartDecision(False, SKIPPED, f"not opted in (tag {names.auto_start})")
+        return StartDecision(False, SKIPPED, f"{NOT_OPTED_IN} (tag {names.auto_start})")
     state = ci.state or "Unknown"
     if state in ("Running", "JobRunning"):
         return StartDecision(False, ALREADY_RUNNING, "already running")

@@ -15,11 +15,11 @@ from typing import Callable, List, Optional, Tuple
 from shared.azure import bulk
 from shared.azure.discovery import Inventory, discover
 from shared.azure.ml_gateway import MLGateway
-from shared.models import ComputeInstanceRecord
-from shared.report import RunReport
+from shared.models import SKIPPED, ComputeInstanceRecord
+from shared.report import CIResult, RunReport, routine_label
 from shared.sections import DAYS, StartSection
 from shared.settings import Settings
-from shared.start.policy import StartDecision, decide_start, local_today
+from shared.start.policy import NOT_OPTED_IN, StartDecision, decide_start, local_today
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ def run_start_sweep(
     report.errors.extend(inventory.errors)
 
     decisions = plan(inventory.instances, now, section, settings)
+    # Most CIs never opt in: one line each would fill the job stream, so they are counted per workspace.
+    not_opted_in = {ci.key for ci, d in decisions if not d.start and d.reason.startswith(NOT_OPTED_IN)}
+
+    def aggregate(result: CIResult) -> Optional[str]:
+        return "not_opted_in" if result.outcome == SKIPPED and result.key in not_opted_in else routine_label(result)
+
+    report.aggregate = aggregate
     log.info("Morning start for %s (%s, %s)", today.isoformat(), DAYS[today.weekday()], section.time_zone)
     bulk.sweep(gateway, report, decisions, bulk.START, section.bulk(), dry_run=dry_run, clock=clock, sleep=sleep)
 

@@ -56,7 +56,11 @@ def run_stop_sweep(
     to_stop = [ci for ci, d in decisions if d.stop]
     # Prices are looked up while the stops run; a lookup that fails or is slow leaves that price unknown.
     lookups = PriceLookups(make_client(pricing, price_session), to_stop) if pricing.enabled and to_stop else None
-    bulk.sweep(gateway, report, decisions, bulk.STOP, section.bulk(), dry_run=dry_run, clock=clock, sleep=sleep)
+    # Just before each workspace's stops, what protects its CIs is read again (shared.azure.bulk).
+    fresh: Dict[str, Decision] = {}
+    precheck = None if dry_run else _precheck(now, clock, section.policy(), settings, fresh)
+    bulk.sweep(gateway, report, decisions, bulk.STOP, section.bulk(), dry_run=dry_run, clock=clock, sleep=sleep, precheck=precheck, fresh=fresh)
+    decisions = [(ci, fresh.get(ci.key, d)) for ci, d in decisions]
 
     if lookups is not None:
         try:
@@ -66,6 +70,28 @@ def run_stop_sweep(
     report.extra["expiring_exemptions"] = expiring_exemptions(decisions, now, section.expiring_window_hours)
     report.finish()
     return report
+
+
+def _precheck(now: datetime, clock: Callable[[], float], policy: StopPolicy, settings: Settings, fresh: Dict[str, Decision]) -> bulk.Precheck:
+    """The sweep's decision again, on the CI as re-read just before its stop (see shared.azure.bulk).
+
+    "Now" moves on with the run's clock, so an exemption is judged at the moment the stop would be
+    sent. A CI the decision would no longer stop is left alone and its fresh decision kept in ``fresh``.
+    """
+    started = clock()
+
+    def check(listed: ComputeInstanceRecord, current: Optional[ComputeInstanceRecord]) -> Optional[bulk.OperationResult]:
+        if current is None:
+            return bulk.OperationResult(bulk.GONE, "deleted since it was listed (gone just before its stop)", "Deleted")
+        at = now + timedelta(seconds=max(0.0, clock() - started))
+        decision = decide_stop(current, at, policy, settings.tags)
+        if decision.stop:
+            return None
+        fresh[listed.key] = decision
+        log.info("Not stopping %s: %s (changed since discovery)", listed.key, decision.reason)
+        return bulk.OperationResult(bulk.SPARED, "not sent", current.state)
+
+    return check
 
 
 def expiring_exemptions(decisions: List[Tuple[ComputeInstanceRecord, Decision]], now: datetime, window_hours: float) -> List[Dict[str, str]]:

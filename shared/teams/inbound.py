@@ -34,6 +34,7 @@ class Approval:
     approver_object_id: str = ""
     outcome: str = "Approve"
     comments: str = ""
+    approver_email: str = ""  # only to refuse self-approval by mail: never grants anything
 
     @property
     def approved(self) -> bool:
@@ -62,14 +63,19 @@ def parse_approval(value: Any) -> Tuple[Optional[Approval], List[str]]:
     outcome = _text(value, "outcome", problems, required=True) or ""
     upn = _text(approver, "userPrincipalName", problems) or ""
     oid = _text(approver, "objectId", problems) or ""
+    mail = _text(approver, "email", problems) or _text(approver, "mail", problems) or ""
     comments = _text(value, "comments", problems) or ""
     if not (upn or oid):
         problems.append("the approval does not say who approved (approver.userPrincipalName or approver.objectId)")
     if oid and not _GUID.match(oid):
         problems.append(f"approval.approver.objectId '{clean_text(oid, 60)}' is not an Entra object id (a GUID)")
+    for key, name in (("userPrincipalName", upn), ("email", mail)):
+        # Compared as they are: cleaning "boss\u200b@x" into "boss@x" would make it someone else.
+        if name and clean_text(name) != name:
+            problems.append(f"approval.approver.{key} '{clean_text(name, 60)}' contains characters no sign-in name has")
     if problems:
         return None, problems
-    return Approval(clean_text(upn), oid.lower(), clean_text(outcome, 40), clean_text(comments, MAX_COMMENT_CHARS)), []
+    return Approval(clean_text(upn), oid.lower(), clean_text(outcome, 40), clean_text(comments, MAX_COMMENT_CHARS), clean_text(mail)), []
 
 
 def _text(data: Mapping[str, Any], key: str, problems: List[str], *, required: bool = False) -> Optional[str]:
