@@ -15,6 +15,9 @@ class WorkspaceRef:
     resource_group: str
     name: str
     location: str = ""
+    # The workspace's tags as listed (exemptions recorded for CIs that refuse tags: shared.tags).
+    # Not part of identity: two refs of one workspace are equal whatever tags they were read with.
+    tags: Dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def key(self) -> str:

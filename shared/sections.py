@@ -221,7 +221,7 @@ class ExemptionSection:
     time_zones: Tuple[str, ...] = DEFAULT_TIME_ZONES
     default_time_zone: str = "UTC"
     max_reason_length: int = 200  # what the request card allows
-    tag_write_method: str = TAGS_API
+    tag_write_method: str = AUTO
     readback_attempts: int = 3
     readback_delay_seconds: float = 2.0
     auto_approve_below: Optional[CostLimit] = None

@@ -126,9 +126,25 @@ class AzureMLGateway:
                 items = _list_rg(client, resource_group)
             else:
                 items = self._pages(subscription_id, client.workspaces.list(scope="subscription"))
-            return [WorkspaceRef(subscription_id, ws.resource_group or resource_group or "", ws.name, ws.location or "") for ws in items]
+            # The listing carries each workspace's tags (workspace-recorded exemptions) at no extra cost.
+            return [
+                WorkspaceRef(subscription_id, ws.resource_group or resource_group or "", ws.name, ws.location or "", dict(getattr(ws, "tags", None) or {}))
+                for ws in items
+            ]
 
         return self._once_more_on_401(f"listing workspaces of subscription {subscription_id}", call)
+
+    @translated
+    def get_workspace(self, workspace: WorkspaceRef) -> WorkspaceRef:
+        """One workspace as ARM shows it now (with its tags); raises NotFoundError if absent."""
+
+        def call() -> Any:
+            self._read_token(workspace.subscription_id)
+            return self.client(workspace.subscription_id).workspaces._operation.get(workspace.resource_group, workspace.name)
+
+        rest = self._once_more_on_401(f"reading workspace {workspace.key}", call)
+        name, location = rest.name or workspace.name, rest.location or workspace.location
+        return WorkspaceRef(workspace.subscription_id, workspace.resource_group, name, location, dict(rest.tags or {}))
 
     @translated
     def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]:
@@ -260,6 +276,8 @@ class MLGateway(Protocol):
     """
 
     def list_workspaces(self, subscription_id: str, resource_group: Optional[str] = None) -> List[WorkspaceRef]: ...
+
+    def get_workspace(self, workspace: WorkspaceRef) -> WorkspaceRef: ...
 
     def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]: ...
 

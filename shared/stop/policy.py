@@ -13,7 +13,7 @@ from typing import Optional
 
 from shared.models import ALREADY_STOPPED, EXEMPT, RUNNING_STATES, SKIPPED, STOPPED, TRANSITION_STATES, ComputeInstanceRecord
 from shared.sections import StopPolicy
-from shared.tags import EXPIRED, MALFORMED, Exemption, ExemptionStatus, TagNames, read_exemption
+from shared.tags import EXPIRED, MALFORMED, PLACE_WORKSPACE, Exemption, ExemptionStatus, TagNames, read_exemption_for
 from shared.times import format_instant
 
 
@@ -39,7 +39,8 @@ class Decision:
 
 def decide_stop(ci: ComputeInstanceRecord, now: datetime, policy: StopPolicy = StopPolicy(), names: TagNames = TagNames()) -> Decision:
     """Decide what the nightly sweep does with ``ci`` at ``now`` (timezone-aware)."""
-    status = read_exemption(ci.tags, now, names)
+    # The CI's own tags, or its workspace's where the CI refused them (shared.tags: precedence).
+    status = read_exemption_for(ci.tags, ci.workspace.tags, ci.name, now, names)
     pattern = policy.excludes(ci)
     if pattern:
         return Decision(False, SKIPPED, f"excluded by policy (matches '{pattern}')", status)
@@ -55,7 +56,8 @@ def decide_stop(ci: ComputeInstanceRecord, now: datetime, policy: StopPolicy = S
     if status.protects:
         ex = status.exemption
         assert ex is not None
-        return Decision(False, EXEMPT, f"exempt until {format_instant(ex.until)} by {ex.by}", status)
+        where = " (recorded on the workspace)" if status.place == PLACE_WORKSPACE else ""
+        return Decision(False, EXEMPT, f"exempt until {format_instant(ex.until)} by {ex.by}{where}", status)
     if state == "JobRunning" and not policy.stop_job_running:
         return Decision(False, SKIPPED, "running a job (policy stop_job_running is off)", status)
     reason = "was Running" if state == "Running" else "was running a job (policy stop_job_running is on)"
