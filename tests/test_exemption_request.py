@@ -343,7 +343,7 @@ def request_from(oid=OID, upn="ada@contoso.com", tenant=TENANT, email=None, **da
 
 def test_section_defaults_and_rules():
     s = ExemptionSection()
-    assert s.max_hours == 72 and s.allow_assigned_user and s.tag_write_method == "tags_api" and s.default_time_zone in s.time_zones
+    assert s.max_hours == 72 and s.allow_assigned_user and s.tag_write_method == "auto" and s.default_time_zone in s.time_zones
     assert s.rules() == RequestRules(72.0, 200)
 
 
