@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,39 @@ class WorkspaceRef:
         return self.key.lower() == other.key.lower()
 
 
+# lastOperation.operationTrigger values meaning "the platform did it by itself" (2023-08-01-preview spec).
+TRIGGER_SCHEDULE = "Schedule"
+TRIGGER_IDLE_SHUTDOWN = "IdleShutdown"
+PLATFORM_TRIGGERS = (TRIGGER_SCHEDULE, TRIGGER_IDLE_SHUTDOWN)
+
+
+@dataclass(frozen=True)
+class CISchedule:
+    """One of a CI's own start/stop schedules (ComputeStartStopSchedule), enough to tell when it fires.
+
+    ``kind`` is ``cron`` (``expression``) or ``recurrence`` (``frequency``, ``interval``, ``hours``,
+    ``minutes``, ``week_days``); ``time_zone`` as Azure stores it (IANA or Windows name).
+    """
+
+    action: str
+    kind: str
+    time_zone: str = "UTC"
+    expression: str = ""
+    frequency: str = ""
+    interval: int = 1
+    hours: Tuple[int, ...] = ()
+    minutes: Tuple[int, ...] = ()
+    week_days: Tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        if self.kind == "cron":
+            return f"cron '{self.expression}' ({self.time_zone})"
+        at = ", ".join(f"{h:02d}:{m:02d}" for h in self.hours for m in (self.minutes or (0,)))
+        days = f" on {', '.join(self.week_days)}" if self.week_days else ""
+        return f"every {self.interval} {self.frequency.lower()}{days}{' at ' + at if at else ''} ({self.time_zone})"
+
+
 @dataclass(frozen=True)
 class ComputeInstanceRecord:
     """A compute instance as listed: enough to decide what to do with it and to report it."""
@@ -46,7 +79,13 @@ class ComputeInstanceRecord:
     assigned_user_object_id: Optional[str] = None
     assigned_user_tenant_id: Optional[str] = None
     idle_shutdown_minutes: Optional[int] = None
-    last_operation: Optional[str] = None
+    last_operation: Optional[str] = None  # lastOperation.operationName: Start, Stop, Restart, Create, ...
+    # lastOperation.operationTrigger (User, Schedule, IdleShutdown) and operationStatus (InProgress,
+    # Succeeded, StopFailed, ...): who stopped a CI, the platform itself or a person/tool.
+    last_operation_trigger: Optional[str] = None
+    last_operation_status: Optional[str] = None
+    # The CI's own enabled stop schedules (properties.schedules.computeStartStop, action Stop).
+    stop_schedules: Tuple[CISchedule, ...] = ()
 
     @property
     def key(self) -> str:

@@ -33,6 +33,7 @@ from shared.pricing.cost import make_client
 from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection
 from shared.settings import Settings
+from shared.stop.policy import exemption_undermined_by
 from shared.tags import (
     PLACE_CI,
     PLACE_WORKSPACE,
@@ -344,6 +345,10 @@ def _record(
     where the CI refuses or ignores them, on its workspace (one tag per CI, read back)."""
     assert request.until is not None
     context = {**context, "approved_by": approved_by or None}
+    early = exemption_undermined_by(ci, now, request.until)
+    if early:
+        # Our tags bind the sweep, not the platform: say so on the card (docs/data-scientist.md).
+        context["ends_early"] = "It may stop before then anyway: " + "; ".join(early) + "."
     ws_tags = ci.workspace.tags
     current = read_exemption_for(ci.tags, ws_tags, ci.name, now, names).exemption
     if request.message_id and current is not None and current.request_id == request.message_id and current.until == request.until:
@@ -378,6 +383,7 @@ def _record(
     detail = f"exempt until {request.until_text} by {request.responder.who}{approval} (recorded on the {place}: {how})"
     context["recorded_on"] = _place_text(place, ci, ws_tag)
     extra = {
+        "undermined_by": early,
         "tag_write_method": written.method,
         "tag_write_fell_back": written.fell_back or place == PLACE_WORKSPACE,
         "approved_by": approved_by or None,
