@@ -1,4 +1,5 @@
-"""Turn what the create runbook was given into a :class:`~shared.create.policy.CreateRequest` (pure).
+"""Turn what the create runbook was given into a :class:`~shared.create.policy.CreateRequest` (pure:
+no I/O; :func:`request_from_args` is the whole of the runbook's request parsing).
 
 Two sources:
 
@@ -12,23 +13,45 @@ Two sources:
      "approval": {"approver": {"objectId", "userPrincipalName"}, "outcome": "Approve"}}
 
   The requester and the user the CI is assigned to come from ``responder`` (filled in by Teams),
-  never from card inputs;
+  never from card inputs; ``responder``, ``messageId`` and ``approval`` are read by
+  :func:`shared.teams.inbound.read_teams_response`, the one reader of a Teams response. It arrives
+  as the webhook's envelope (armoured or not) or ``--request-b64`` (:mod:`shared.automation.webhook`);
 - ordinary parameters (an operator, a schedule, the Automation "Create job" API): trusted as given.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from shared.automation.webhook import SOURCE_DIRECT, extract_request
 from shared.create.policy import NAME_CARD_REGEX, CreateRequest, match_size
+from shared.errors import UsageError
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef
 from shared.sections import IDLE_MIN_MINUTES, CreateSection
+from shared.settings import Settings
 from shared.tags import clean_text
-from shared.teams.inbound import Approval, parse_approval
+from shared.teams.inbound import Approval, check_shared_secret, read_teams_response, read_text
+
+log = logging.getLogger(__name__)
 
 ACTION = "request_compute_instance"
-MAX_FIELD_CHARS = 1024  # anything longer is refused before it is looked at
+
+# The parameters that describe a request field by field (an operator, a schedule): not with a Teams body.
+FIELD_FLAGS = (
+    "name",
+    "size",
+    "user_object_id",
+    "user_tenant_id",
+    "requester",
+    "owner",
+    "approver",
+    "cost_center",
+    "idle_minutes",
+    "workspace_key",
+    "workspace_name",
+)
 
 
 class RequestError(ValueError):
@@ -68,11 +91,10 @@ def parse_idle_minutes(value: Any) -> Optional[int]:
 def request_from_teams(body: Any) -> CreateRequest:
     """Read a Teams flow body; raises RequestError with every problem found."""
     reasons: List[str] = []
-    if not isinstance(body, Mapping):
-        raise RequestError(["the request is not a JSON object"])
-    data = body.get("data")
-    if not isinstance(data, Mapping):
-        raise RequestError(["the request has no 'data' object with the card's inputs"])
+    envelope = read_teams_response(body, reasons, require_tenant=True, require_name=True)
+    if envelope is None:
+        raise RequestError(reasons)
+    data = envelope.data
     action = _text(data, "action", reasons)
     if action and action != ACTION:
         reasons.append(f"unknown action '{clean_text(action, 60)}': this runbook handles '{ACTION}'")
@@ -91,56 +113,78 @@ def request_from_teams(body: Any) -> CreateRequest:
         idle = parse_idle_minutes(data.get("idle_minutes"))
     except ValueError as exc:
         reasons.append(str(exc))
-    object_id, tenant_id, upn = _responder(body.get("responder"), reasons)
-    approval, problems = parse_approval(body.get("approval"))
-    reasons += problems
-    message_id = _text(body, "messageId", reasons) or ""
     if reasons:
         raise RequestError(reasons)
-    assert workspace is not None
+    who = envelope.responder
+    assert workspace is not None and who is not None
+    upn = who.user_principal_name or who.email
     return CreateRequest(
         workspace=workspace,
         name=name,
         size=size,
-        user_object_id=object_id,
-        user_tenant_id=tenant_id,
+        user_object_id=who.object_id,
+        user_tenant_id=who.tenant_id,
         requester=upn,
         owner=upn,  # the owner tag is the responder too: card inputs never name people
         cost_center=cost_center,
         idle_minutes=idle,
-        approval=approval,
-        request_id=message_id,
+        approval=envelope.approval,
+        request_id=envelope.message_id,
     )
 
 
-def _text(data: Mapping[str, Any], key: str, reasons: List[str], *, required: bool = False) -> Optional[str]:
-    value = data.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            reasons.append(f"'{key}' is missing")
-        return None
-    if not isinstance(value, str):
-        reasons.append(f"'{key}' must be text, not {type(value).__name__}")
-        return None
-    if len(value) > MAX_FIELD_CHARS:
-        reasons.append(f"'{key}' is {len(value)} characters long; far more than any valid value")
-        return None
-    return value.strip()
+def _text(data: Any, key: str, reasons: List[str], *, required: bool = False) -> Optional[str]:
+    return read_text(data, key, reasons, required=required)
 
 
-def _responder(value: Any, reasons: List[str]) -> Tuple[str, str, str]:
-    if not isinstance(value, Mapping):
-        reasons.append("the request does not say who responded ('responder' is missing): the Teams flow must pass the card's responder")
-        return "", "", ""
-    oid = _text(value, "objectId", reasons, required=True) or ""
-    tid = _text(value, "tenantId", reasons, required=True) or ""
-    upn = _text(value, "userPrincipalName", reasons) or _text(value, "email", reasons) or ""
-    for label, guid in (("responder.objectId", oid), ("responder.tenantId", tid)):
-        if guid and not _GUID.match(guid):
-            reasons.append(f"{label} '{clean_text(guid, 60)}' is not a GUID")
-    if oid and not upn:
-        reasons.append("the responder has neither userPrincipalName nor email: the owner tag needs one")
-    return oid.lower(), tid.lower(), clean_text(upn)
+def request_from_args(args: Any, loose: Sequence[Tuple[str, str]], settings: Settings, section: CreateSection) -> CreateRequest:
+    """The request the runbook's parameters describe; raises UsageError, RequestError or
+    shared.automation.webhook.WebhookInputError.
+
+    ``loose`` holds what :func:`shared.automation.webhook.split_argv` set apart (the webhook's envelope
+    or a WebhookData JSON value). A request that came through the webhook must carry the shared secret
+    (anyone holding the webhook URL can post); one started through the authenticated job API need not.
+    """
+    if loose or args.request is not None or args.request_b64 is not None or args.webhook_data is not None:
+        given = [f"--{f.replace('_', '-')}" for f in FIELD_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"a Teams request carries the whole request; do not combine it with {', '.join(given)}")
+        inbound = extract_request(loose, webhook_data=args.webhook_data, request=args.request, request_b64=args.request_b64)
+        if inbound.source != SOURCE_DIRECT:
+            problem = check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
+            if problem:
+                raise RequestError([problem])
+        log.info("Request from %s (%s)", inbound.origin, inbound.source)
+        return request_from_teams(inbound.body)
+    missing = [f"--{f.replace('_', '-')}" for f in ("name", "size", "user_object_id", "user_tenant_id", "requester") if not getattr(args, f)]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)} (or pass the Teams body with --request-b64)")
+    return CreateRequest(
+        workspace=_workspace_from_args(args),
+        name=args.name.strip(),
+        size=args.size.strip(),
+        user_object_id=args.user_object_id.strip().lower(),
+        user_tenant_id=args.user_tenant_id.strip().lower(),
+        requester=args.requester.strip(),
+        owner=(args.owner or "").strip(),
+        cost_center=(args.cost_center or "").strip(),
+        idle_minutes=args.idle_minutes,
+        approval=approval_from_parameter(args.approver),
+    )
+
+
+def _workspace_from_args(args: Any) -> WorkspaceRef:
+    if args.workspace_key:
+        if args.workspace_name:
+            raise UsageError("give the workspace once: --workspace-key or --workspace-name with --subscription/--resource-group")
+        try:
+            return parse_workspace_key(args.workspace_key)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    subs, rgs = args.subscription or [], args.resource_group or []
+    if not args.workspace_name or len(subs) != 1 or len(rgs) != 1:
+        raise UsageError("name the workspace: --workspace-key SUB/RG/WS, or --subscription, --resource-group and --workspace-name once each")
+    return parse_workspace_key(f"{subs[0]}/{rgs[0]}/{args.workspace_name}")
 
 
 def approval_from_parameter(approver: Optional[str]) -> Optional[Approval]:

@@ -17,10 +17,9 @@ tests share one rule book.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from shared.errors import SettingsError
 from shared.exemption.request import ExemptionRequest, Responder
@@ -29,7 +28,7 @@ from shared.pricing.client import PriceQuote, estimate_cost
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import Settings
 from shared.tags import TagNames, read_exemption
-from shared.teams.inbound import Approval, listed
+from shared.teams.inbound import Approval, check_shared_secret, listed  # noqa: F401  (check_shared_secret: re-exported)
 from shared.times import format_instant
 
 # Verdicts of decide_exemption.
@@ -128,25 +127,6 @@ def cost_gate(cost: Optional[ExemptionCost], limit: Optional[CostLimit]) -> Opti
     if money.amount < limit.amount:
         return None
     return f"The estimated cost {money.format()} is not below the auto-approval limit {limit.money.format()}, so {who}."
-
-
-def check_shared_secret(headers: Mapping[str, str], header_name: Optional[str], expected: Optional[str]) -> Optional[str]:
-    """None if the request may proceed, else the reason to refuse it.
-
-    With ``header_name`` unset there is nothing to check. The comparison is constant-time
-    (``hmac.compare_digest``) so the secret cannot be guessed from response timing.
-    """
-    if not header_name:
-        return None
-    if not expected:
-        # Settings validation refuses this combination; stay closed if it slips through.
-        return "The shared secret is not configured (teams.shared_secret), so no request can be trusted."
-    supplied = next((v for k, v in (headers or {}).items() if k.lower() == header_name.lower()), None)
-    if supplied is None:
-        return f"The request did not carry the {header_name} header."
-    if not isinstance(supplied, str) or not hmac.compare_digest(supplied.encode("utf-8"), expected.encode("utf-8")):
-        return f"The {header_name} header does not match the configured shared secret."
-    return None
 
 
 def is_approver(responder: Responder, section: ExemptionSection) -> bool:
