@@ -153,3 +153,17 @@ def test_the_answer_card_says_when_the_cis_own_schedule_would_end_the_exemption_
     assert summary["results"][0]["outcome"] == "exempted" and len(summary["undermined_by"]) == 2
     texts = json.dumps(teams.cards[-1])
     assert "idle shutdown stops it after 60 minutes" in texts and "2026-11-23T19:00:00Z" in texts
+
+
+def test_the_morning_start_reads_exemptions_from_both_places():
+    from datetime import date
+
+    from shared.sections import StartSection
+    from shared.start.policy import decide_start
+
+    now = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    ws = WorkspaceRef(SUB1, "rg", "ws", tags={"ci-governance.exempt.ci-ada": "until=2026-11-24T09:00:00Z;by=ada@contoso.com"})
+    ci = ComputeInstanceRecord(ws, "ci-ada", "Stopped", tags={"ci-governance.auto-start": "yes"}, last_operation="Stop", last_operation_trigger="IdleShutdown")
+    decision = decide_start(ci, date(2026, 11, 24), StartSection(), now=now)
+    assert decision.start and decision.exemption_record is not None and decision.exemption_record.by == "ada@contoso.com"
+    assert "exempt (recorded on the workspace) but was stopped by its own idle shutdown" in decision.reason
