@@ -167,3 +167,33 @@ def test_the_morning_start_reads_exemptions_from_both_places():
     decision = decide_start(ci, date(2026, 11, 24), StartSection(), now=now)
     assert decision.start and decision.exemption_record is not None and decision.exemption_record.by == "ada@contoso.com"
     assert "exempt (recorded on the workspace) but was stopped by its own idle shutdown" in decision.reason
+
+
+def test_cards_with_the_new_lines_are_valid_adaptive_cards():
+    from shared.teams.cards import render_card
+    from tests.cardcheck import assert_valid_card
+
+    approved = render_card(
+        "exemption_approved",
+        workspace=f"{SUB1}/rg/ws",
+        compute_instance="ci-ada",
+        until_utc="2026-11-24T07:00:00Z",
+        until_local="2026-11-24 08:00 Europe/Berlin",
+        requested_by="ada@contoso.com",
+        reason='quotes " and braces {}',
+        recorded_on="the tags of workspace ws (tag ci-governance.exempt.ci-ada): this compute instance does not accept tag changes",
+        ends_early="It may stop before then anyway: its idle shutdown stops it after 60 minutes without activity.",
+    )
+    assert_valid_card(approved)
+    summary = {
+        "started_at": "2026-11-23T19:00:00Z",
+        "finished_at": "2026-11-23T19:01:00Z",
+        "dry_run": False,
+        "counts": {"exempt": 1},
+        "items": [{"workspace": "ws", "compute_instance": "ci-ada", "outcome": "exempt", "detail": "exempt"}],
+        "expiring": [],
+        "undermined": [{"workspace": "ws", "compute_instance": "ci-ada", "why": "its own stop schedule stops it at 2026-11-23T20:00:00Z"}],
+    }
+    card = render_card("nightly_summary", summary=summary)
+    assert_valid_card(card)
+    assert "may end early" in str(card)
