@@ -4,7 +4,7 @@ Whether Azure ML lets anyone change the tags of an existing compute instance is 
 (docs/platform.md, "Unconfirmed"; "Azure ML compute instances"): the compute PATCH body has no tags, and a
 full PUT of an existing CI may be refused. So there are two routes behind one interface:
 
-- ``tags_api`` (default): the generic ARM Tags API at the compute's scope,
+- ``tags_api``: the generic ARM Tags API at the compute's scope,
   ``PATCH {computeId}/providers/Microsoft.Resources/tags/default?api-version=2021-04-01`` with
   ``{"operation": "Merge" | "Delete", "properties": {"tags": {...}}}`` (Azure/azure-rest-api-specs,
   specification/resources/resource-manager/Microsoft.Resources/stable/2021-04-01/resources.json,
@@ -13,8 +13,8 @@ full PUT of an existing CI may be refused. So there are two routes behind one in
   (429/5xx, Retry-After) applies as it does to azure-ai-ml's own calls;
 - ``full_put``: GET the compute and PUT it back with the new tags through azure-ai-ml's generated
   compute operations (``MLClient.compute._operation``, as :mod:`shared.azure.ml_gateway` uses);
-- ``auto`` (default): the Tags API, falling back to the full PUT when the Tags API is refused
-  (400/405) or its write does not show on the compute.
+- ``auto`` (default, ``exemption.tag_write_method``): the Tags API, falling back to the full PUT
+  when the Tags API is refused (400/405), fails with 5xx, or its write does not show on the compute.
 
 Either way the tags are then READ BACK from the compute itself (what the stop sweep reads), and
 :class:`TagWriteError` says so plainly if they did not stick. The Tags API may answer 200 or 202 +
@@ -71,7 +71,7 @@ class TagWriter:
         self,
         credential: Any,
         gateway: Any,
-        method: str = TAGS_API,
+        method: str = AUTO,
         *,
         readback_attempts: int = 3,
         readback_delay_seconds: float = 2.0,
