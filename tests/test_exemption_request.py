@@ -425,3 +425,14 @@ def test_whoever_recorded_an_exemption_may_cancel_it_but_not_extend_it():
     assert decide_exemption(cancel, recorded, ExemptionSection()).verdict == RECORD
     assert decide_exemption(request_from(oid=OTHER, upn="bob@contoso.com"), recorded, ExemptionSection()).verdict == REJECT
     assert decide_exemption(request_from(oid=OTHER, upn="eve@contoso.com", action=CANCEL), recorded, ExemptionSection()).verdict == REJECT
+
+
+def test_whoever_recorded_an_exemption_on_the_workspace_may_cancel_it():
+    from dataclasses import replace
+
+    base = ci()
+    ws = replace(base.workspace, tags={"ci-governance.exempt.ci-ada": "until=2026-11-24T08:00:00Z;by=Bob@contoso.com"})
+    recorded = replace(base, workspace=ws)
+    cancel = request_from(oid=OTHER, upn="bob@contoso.com", action=CANCEL)
+    decision = decide_exemption(cancel, recorded, ExemptionSection())
+    assert decision.verdict == RECORD and decision.basis == "requester of the current exemption"

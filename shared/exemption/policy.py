@@ -27,7 +27,7 @@ from shared.models import ComputeInstanceRecord, Money
 from shared.pricing.client import PriceQuote, estimate_cost
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import Settings
-from shared.tags import TagNames, read_exemption
+from shared.tags import TagNames, read_exemption_for
 from shared.teams.inbound import Approval, check_shared_secret, listed  # noqa: F401  (check_shared_secret: re-exported)
 from shared.times import format_instant
 
@@ -214,8 +214,8 @@ def _basis(request: ExemptionRequest, ci: ComputeInstanceRecord, section: Exempt
     if section.allow_assigned_user and is_assigned_user(who, ci):
         return "assigned user"
     if request.is_cancel:
-        # read_exemption's status carries the exemption even when expired or partly malformed.
-        current = read_exemption(ci.tags, _EPOCH, names).exemption
+        # The status carries the exemption even when expired or partly malformed; on the CI or its workspace.
+        current = read_exemption_for(ci.tags, ci.workspace.tags, ci.name, _EPOCH, names).exemption
         if current is not None and current.by and current.by.lower() in {who.user_principal_name.lower(), who.email.lower()} - {""}:
             return "requester of the current exemption"
     return ""
