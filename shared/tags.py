@@ -34,6 +34,7 @@ from shared.times import format_instant, parse_instant
 MAX_TAG_VALUE = 256
 MAX_TAG_NAME = 512
 MAX_TAGS_PER_RESOURCE = 50
+MAX_CI_NAME = 24  # compute instance names: 3 to 24 characters (docs/platform.md, "Azure ML names and idle shutdown")
 FORBIDDEN_NAME_CHARS = set("<>%&\\?/")
 DEFAULT_PREFIX = "ci-governance"
 
@@ -58,6 +59,13 @@ class TagNames:
 
     def __post_init__(self) -> None:
         validate_tag_name(self.exempt_until)
+        # The longest name we write: the workspace record of a CI with the longest name Azure allows (24).
+        longest = f"{self.prefix}.exempt.{'x' * MAX_CI_NAME}"
+        if len(longest) > MAX_TAG_NAME:
+            raise TagFormatError(
+                f"tags.prefix is {len(self.prefix)} characters: with it a workspace exemption tag ({self.prefix}.exempt.<ci-name>) "
+                f"could be {len(longest)} characters, and Azure allows {MAX_TAG_NAME}; use a prefix of at most {MAX_TAG_NAME - len(longest) + len(self.prefix)}"
+            )
 
     @property
     def exempt_until(self) -> str:
@@ -253,18 +261,15 @@ def workspace_exemption_value(exemption: Exemption, approved_by: str = "") -> st
         return ";".join(f"{k}={v}" for k, v in pairs)
 
     value = render()
-    for field_name in ("req", "ok", "by"):
+    # Too long (only with absurd names or ids): cut the request id first, then the longest of the rest.
+    fields = {"req": req, "by": by, "ok": ok}
+    for _ in range(6):
         if len(value) <= MAX_TAG_VALUE:
             break
-        excess = len(value) - MAX_TAG_VALUE
-        current = {"req": req, "ok": ok, "by": by}[field_name]
-        cut = current[: max(8, len(current) - excess - 1)] + "…" if len(current) > 9 else current
-        if field_name == "req":
-            req = cut
-        elif field_name == "ok":
-            ok = cut
-        else:
-            by = cut
+        name = "req" if len(fields["req"]) > 9 else max(("by", "ok"), key=lambda k: len(fields[k]))
+        current = fields[name]
+        fields[name] = current[: max(8, len(current) - (len(value) - MAX_TAG_VALUE) - 1)] + "…"
+        req, by, ok = fields["req"], fields["by"], fields["ok"]
         value = render()
     return validate_tag_value(value)
 
