@@ -4,7 +4,7 @@ Settings section ``exemption`` (read with ``settings.section("exemption", Exempt
 
     {"max_hours": 72, "approvers": ["lead@contoso.com", "<object id>"], "allow_assigned_user": true,
      "require_shared_secret": "X-CI-Governance-Secret", "time_zones": ["UTC", "Europe/Berlin"],
-     "default_time_zone": "UTC", "max_reason_length": 200, "tag_write_method": "tags_api",
+     "default_time_zone": "UTC", "max_reason_length": 200, "tag_write_method": "auto",
      "auto_approve_below": {"amount": 20, "currency": "USD"}}
 
 Cost rule: an exemption's estimated cost (list price of the CI's VM size x hours until it ends) below
