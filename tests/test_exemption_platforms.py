@@ -118,7 +118,8 @@ def test_a_request_delivered_as_automation_delivers_it_is_recorded_honoured_and_
     assert ci.tags["cost-center"] == "42" and ml.workspace(SUB1, "rg-a", "mlw-one").tags["team"] == "vision"
 
     # A repeat of the same Teams message changes nothing.
-    assert post(uri, teams_response("request_exemption", until, "msg-1"), automation)["results"][0]["outcome"] == "already_recorded"
+    again = post(uri, teams_response("request_exemption", until, "msg-1"), automation)
+    assert again["results"][0]["outcome"] == "already_recorded" and again["recorded_on"] == where
 
     # That night's sweep honours it wherever it was recorded.
     code = stop_compute_instances.main(["--settings-b64", encode_settings(doc)], credential=arm.credential(), now=now + timedelta(minutes=1))

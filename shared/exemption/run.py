@@ -350,10 +350,19 @@ def _record(
         # Our tags bind the sweep, not the platform: say so on the card (docs/data-scientist.md).
         context["ends_early"] = "It may stop before then anyway: " + "; ".join(early) + "."
     ws_tags = ci.workspace.tags
-    current = read_exemption_for(ci.tags, ws_tags, ci.name, now, names).exemption
+    ws_tag = workspace_exemption_tag(ci.name, names)
+    found = read_exemption_for(ci.tags, ws_tags, ci.name, now, names)
+    current = found.exemption
     if request.message_id and current is not None and current.request_id == request.message_id and current.until == request.until:
+        context["recorded_on"] = _place_text(found.place, ci, ws_tag)
+        where = "workspace" if found.place == PLACE_WORKSPACE else "compute_instance"
         return _Outcome(
-            ALREADY_RECORDED, f"already recorded: exempt until {request.until_text} (message {request.message_id})", "exemption_approved", context, ci
+            ALREADY_RECORDED,
+            f"already recorded: exempt until {request.until_text} (message {request.message_id}; on the {found.place})",
+            "exemption_approved",
+            context,
+            ci,
+            {"recorded_on": where},
         )
     exemption = Exemption(until=request.until, by=request.responder.who, reason=request.reason, request_id=request.message_id)
     tags = exemption_tags(exemption, names)
@@ -363,7 +372,6 @@ def _record(
     if not request.message_id and tag_value(ci.tags, names.exempt_request) is not None:
         # Emptied too: an earlier request's id would make a later repeat of THAT request look recorded.
         tags[names.exempt_request] = ""
-    ws_tag = workspace_exemption_tag(ci.name, names)
     place, fallback_note = PLACE_CI, ""
     try:
         written = writer.merge(ci.workspace, ci.name, tags, current=ci.tags)
