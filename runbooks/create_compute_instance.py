@@ -8,7 +8,8 @@ Parameters (any order; several may share one portal box):
   --name NAME --size VM_SIZE [--idle-minutes N] [--cost-center CC]
   --user-object-id GUID --user-tenant-id GUID   the user the compute instance is assigned to
   --requester UPN [--owner UPN] [--approver UPN_OR_OBJECT_ID]
-  --request JSON | --request-b64 B64 | --webhook-data JSON | WebhookData in any positional value
+  --request-b64 B64 | the webhook's envelope (RequestBody, armoured {"b64": ...} or plain) |
+  --webhook-data JSON | --request JSON (local command line only: Automation splits values on whitespace)
                                  instead of the above: the Teams flow's response body (identity
                                  from its responder, never from card inputs)
   --dry-run                      check everything, create nothing
@@ -23,7 +24,7 @@ import logging
 import os
 import sys
 from datetime import datetime
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence
 
 try:
     import shared  # noqa: F401  (installed as a package in Azure Automation)
@@ -32,33 +33,15 @@ except ImportError:  # run from a checkout: python runbooks/create_compute_insta
 
 from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, check_shared_secret, extract_request, split_argv
+from shared.automation.webhook import add_request_arguments, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
-from shared.create.policy import CreateRequest
-from shared.create.request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
-from shared.create.run import RUNBOOK, run_create
+from shared.create.request import RequestError
+from shared.create.run import RUNBOOK, request_from_args, run_create
 from shared.errors import SettingsError, UsageError
-from shared.models import WorkspaceRef
 from shared.sections import CreateSection
-from shared.settings import Settings
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
-
-_FIELD_FLAGS = (
-    "name",
-    "size",
-    "user_object_id",
-    "user_tenant_id",
-    "requester",
-    "owner",
-    "approver",
-    "cost_center",
-    "idle_minutes",
-    "workspace_key",
-    "workspace_name",
-)
-
 
 def build_parser() -> RunbookArgumentParser:
     """The runbook's parameters (shared ones from common_parser)."""
@@ -76,53 +59,6 @@ def build_parser() -> RunbookArgumentParser:
     parser.add_argument("--cost-center", help="cost centre tag value")
     add_request_arguments(parser)
     return parser
-
-
-def request_from_args(args: Any, loose: Sequence[Tuple[str, str]], settings: Settings, section: CreateSection) -> CreateRequest:
-    """The request the parameters describe; raises UsageError, RequestError or WebhookInputError.
-
-    ``loose`` holds JSON values found among the positional parameters (a webhook's WebhookData).
-    """
-    if loose or args.request is not None or args.request_b64 is not None or args.webhook_data is not None:
-        given = [f"--{f.replace('_', '-')}" for f in _FIELD_FLAGS if getattr(args, f) is not None]
-        if given:
-            raise UsageError(f"a Teams request carries the whole request; do not combine it with {', '.join(given)}")
-        inbound = extract_request(loose, webhook_data=args.webhook_data, request=args.request, request_b64=args.request_b64)
-        if inbound.source != SOURCE_DIRECT:  # anyone holding the webhook URL can post: check the secret
-            problem = check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
-            if problem:
-                raise RequestError([problem])
-        log.info("Request from %s (%s)", inbound.origin, inbound.source)
-        return request_from_teams(inbound.body)
-    missing = [f"--{f.replace('_', '-')}" for f in ("name", "size", "user_object_id", "user_tenant_id", "requester") if not getattr(args, f)]
-    if missing:
-        raise UsageError(f"missing {', '.join(missing)} (or pass the Teams body with --request)")
-    return CreateRequest(
-        workspace=_workspace(args),
-        name=args.name.strip(),
-        size=args.size.strip(),
-        user_object_id=args.user_object_id.strip().lower(),
-        user_tenant_id=args.user_tenant_id.strip().lower(),
-        requester=args.requester.strip(),
-        owner=(args.owner or "").strip(),
-        cost_center=(args.cost_center or "").strip(),
-        idle_minutes=args.idle_minutes,
-        approval=approval_from_parameter(args.approver),
-    )
-
-
-def _workspace(args: Any) -> WorkspaceRef:
-    if args.workspace_key:
-        if args.workspace_name:
-            raise UsageError("give the workspace once: --workspace-key or --workspace-name with --subscription/--resource-group")
-        try:
-            return parse_workspace_key(args.workspace_key)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    subs, rgs = args.subscription or [], args.resource_group or []
-    if not args.workspace_name or len(subs) != 1 or len(rgs) != 1:
-        raise UsageError("name the workspace: --workspace-key SUB/RG/WS, or --subscription, --resource-group and --workspace-name once each")
-    return parse_workspace_key(f"{subs[0]}/{rgs[0]}/{args.workspace_name}")
 
 
 @guarded(RUNBOOK)

@@ -1,14 +1,16 @@
 """Exemption request from Teams: record (or cancel) an exemption from the nightly stop on one
 compute instance, then answer in Teams.
 
-Started by the Automation webhook that the Teams flow calls (the request arrives as webhook data,
-in whichever parameter slot Automation uses), or by the Automation "Create job" API with the
-request as a parameter. See docs/admin.md, "Exemptions from Teams".
+Started by the Automation webhook that the Teams flow calls (the request arrives in the platform's
+whitespace-split envelope, its body armoured as {"b64": ...}; shared/automation/webhook.py), or by
+the Automation "Create job" API with --request-b64. See docs/admin.md, "Exemptions from Teams".
+The exemption is recorded on the CI's tags, or on its workspace where the CI refuses them.
 
 Parameters (any order; several may share one portal box):
   --settings-b64 B64 | --settings FILE_OR_JSON   configuration (publish.py sets --settings-b64)
-  --webhook-data JSON            the webhook object {WebhookName, RequestBody, RequestHeader}
-  --request JSON | --request-b64 B64   the request body itself (Create job API / Power Automate)
+  --request-b64 B64              the request body itself (Create job API / Power Automate)
+  --webhook-data JSON | --request JSON   the webhook object / the body as JSON (local command line
+                                 only: Automation splits parameter values on whitespace)
   --summary-file PATH            also write the JSON summary to a file
 Exit code: 0 recorded, cancelled, already recorded or waiting for approval; 1 rejected or failed;
 2 unusable parameters. The summary's ``needs_approval`` and ``cost`` say whether the request waits for

@@ -1,18 +1,29 @@
 """The evening in the sandbox: the pre-stop warning reaches each owner with prices; Alice answers
 her warning card to keep her GPU instance running overnight; the exemption runbook records it; the
-nightly sweep then leaves her CI running and stops the rest, saying what that saves."""
+nightly sweep then leaves her CI running and stops the rest, saying what that saves.
+
+The fake platform is the pessimistic reading (fake_azure/platform.py): CI tags are refused, so the
+exemption lands on the workspace. Teams answers reach the exemption runbook as Azure Automation
+delivers them: the flow POSTs the armoured body ``{"b64": base64(<Teams response>)}`` with the
+shared-secret header to the Automation webhook, which starts a job whose argv is the whitespace-split
+envelope plus the webhook's own ``--settings-b64`` parameter (docs/admin.md, "Exemptions from Teams")."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Tuple
 
+import requests
 import responses
 
 from fake_azure import FakeArmServer
+from fake_azure.automation import FakeAutomation
 from fake_azure.ml import FakeMachineLearning
+from fake_azure.platform import PESSIMISTIC
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
 from sandbox.fleet import TENANT, sandbox_settings, seed_fleet
@@ -81,25 +92,67 @@ def _approve(pending_card: Dict[str, Any], approver: Dict[str, str], now: dateti
     return {"data": data["request"], "responder": data["requester"], "messageId": data["request_message_id"], "approval": approval}
 
 
-def _webhook(body: Dict[str, Any]) -> str:
-    """What Azure Automation hands the runbook when a flow POSTs ``body`` to the exemption webhook."""
-    return json.dumps(
-        {"WebhookName": "ci-governance-handle_exemption_request", "RequestBody": json.dumps(body), "RequestHeader": {"Content-Type": "application/json"}}
+SECRET_HEADER, SECRET = "X-CI-Governance-Secret", "sandbox-shared-secret-0042"
+_RG, _ACCT, _SUB = "rg-automation", "aa-ci-governance", "00000000-0000-4000-8000-00000000aaaa"
+
+
+def _exemption_webhook(server: FakeArmServer, doc: Dict[str, Any]) -> Tuple[FakeAutomation, str]:
+    """The exemption runbook published in a (fake) Automation account, with its webhook; returns the URL."""
+    from azure.mgmt.automation import AutomationClient
+    from azure.mgmt.automation import models as m
+
+    automation = FakeAutomation(server, platform=PESSIMISTIC.but(import_rate_limited=False))
+    automation.add_account(_SUB, _RG, _ACCT, principal_id="00000000-0000-4000-8000-0000000000aa")
+    client = AutomationClient(server.credential(), _SUB, polling_interval=0)
+    runtime = m.RuntimeProperties(language="Python", version="3.10")
+    client.runtime_environments.create(_RG, _ACCT, "ci-governance-py310", m.RuntimeEnvironment(properties=m.RuntimeEnvironmentProperties(runtime=runtime)))
+    name = "handle_exemption_request"
+    props = m.RunbookCreateOrUpdateProperties(runbook_type="Python", runtime_environment="ci-governance-py310", draft=m.RunbookDraft())
+    client.runbook.create_or_update(_RG, _ACCT, name, m.RunbookCreateOrUpdateParameters(name=name, location="westeurope", properties=props))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(here, "runbooks", f"{name}.py"), encoding="utf-8") as f:
+        client.runbook_draft.begin_replace_content(_RG, _ACCT, name, f.read()).result()
+    client.runbook.begin_publish(_RG, _ACCT, name).result()
+    uri = json.loads(client.webhook.generate_uri(_RG, _ACCT))
+    hook = m.WebhookCreateOrUpdateProperties(
+        is_enabled=True,
+        uri=uri,
+        expiry_time=datetime.now(timezone.utc) + timedelta(days=365),
+        parameters={"args": f"--settings-b64 {encode_settings(doc)}"},
+        runbook=m.RunbookAssociationProperty(name=name),
     )
+    hook_name = "ci-governance-handle_exemption_request"
+    client.webhook.create_or_update(_RG, _ACCT, hook_name, m.WebhookCreateOrUpdateParameters(name=hook_name, properties=hook))
+    return automation, uri
+
+
+def _post(automation: FakeAutomation, uri: str, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+    """What the flow's HTTP action does: POST the armoured body with the shared secret; the job's exit and summary."""
+    armoured = {"b64": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii")}
+    r = requests.post(uri, json=armoured, headers={SECRET_HEADER: SECRET}, timeout=60)
+    if r.status_code != 202:
+        raise SystemExit(f"the webhook answered {r.status_code}: {r.text}")
+    job = automation.job(_SUB, _RG, _ACCT, r.json()["JobIds"][0])
+    output = job.stream_text("Output")
+    print(output)
+    print(f"(job {job.job_id}: {job.status}; argv had {len(job.argv)} whitespace-split values)")
+    return job.exit_code if job.exit_code is not None else 1, _summary(output)
 
 
 def run_evening(extra_args: List[str]) -> int:
     """Warning → exemption from the warning card → sweep; returns non-zero if any step misbehaves."""
-    from runbooks import handle_exemption_request, stop_compute_instances, warn_before_stop
+    from runbooks import stop_compute_instances, warn_before_stop
 
     now = datetime.now(timezone.utc).replace(microsecond=0)
     server = FakeArmServer(latency=0.005)
-    ml = FakeMachineLearning(server, stop_seconds=0.5)
+    ml = FakeMachineLearning(server, stop_seconds=0.5, platform=PESSIMISTIC)
     teams = FakeTeamsWorkflow(server)
     FakeRetailPrices(server)
     seed_fleet(ml, now)
     doc = sandbox_settings(teams.url)
+    doc["teams"]["shared_secret"] = SECRET
     doc["exemption"] = {
+        "require_shared_secret": SECRET_HEADER,
         "readback_delay_seconds": 0,
         "time_zones": ["UTC", "Europe/Amsterdam"],
         "default_time_zone": "Europe/Amsterdam",
@@ -111,6 +164,7 @@ def run_evening(extra_args: List[str]) -> int:
     problems: List[str] = []
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         server.install(mock)
+        automation, hook_url = _exemption_webhook(server, doc)
 
         print("=" * 100 + "\n1. 18:30 - the pre-stop warning (runbooks/warn_before_stop.py)\n" + "=" * 100)
         code, warn = _run(warn_before_stop.main, settings + extra_args, credential=server.credential(), now=now)
@@ -137,7 +191,7 @@ def run_evening(extra_args: List[str]) -> int:
             "messageId": "sandbox-msg-1",
             "submitActionId": "Keep running",
         }
-        code, answer = _run(handle_exemption_request.main, settings + [_webhook(response)], credential=server.credential(), now=now)
+        code, answer = _post(automation, hook_url, response)
         outcomes = [r["outcome"] for r in answer["results"]]
         print(f"-> exit code {code}; outcome {outcomes}; estimated cost {(answer.get('cost') or {}).get('text')}")
         if outcomes != ["pending_approval"]:
@@ -146,9 +200,9 @@ def run_evening(extra_args: List[str]) -> int:
 
         print("=" * 100 + "\n3. Her team lead presses Approve on the waiting-for-approval card\n" + "=" * 100)
         approved = _approve(teams.cards[-1], LEAD, now)
-        code, answer = _run(handle_exemption_request.main, settings + [_webhook(approved)], credential=server.credential(), now=now)
+        code, answer = _post(automation, hook_url, approved)
         outcomes = [r["outcome"] for r in answer["results"]]
-        print(f"-> exit code {code}; outcome {outcomes}; approved by {answer.get('approved_by')}")
+        print(f"-> exit code {code}; outcome {outcomes}; approved by {answer.get('approved_by')}; recorded on {answer.get('recorded_on')}")
         if code != 0 or outcomes != ["exempted"]:
             problems.append(f"Alice's approved exemption was not recorded: {outcomes}")
 
@@ -157,6 +211,9 @@ def run_evening(extra_args: List[str]) -> int:
         outcome = {r["compute_instance"]: r["outcome"] for r in sweep["results"]}
         if outcome.get("ci-alice-gpu") != "exempt":
             problems.append(f"the sweep did not honour Alice's exemption: {outcome.get('ci-alice-gpu')}")
+        alice = next((ci for ws, ci in ml.all_instances() if ci.name == "ci-alice-gpu"), None)
+        if alice is None or alice.state != "Running":
+            problems.append(f"ci-alice-gpu is not running after the sweep: {alice.state if alice else 'missing'}")
         if code != 0:
             problems.append(f"the sweep exited {code}")
         print(f"-> exit code {code}; money: {sweep.get('cost_avoided_text') or 'no price known'}")

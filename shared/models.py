@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,9 @@ class WorkspaceRef:
     resource_group: str
     name: str
     location: str = ""
+    # The workspace's tags as listed (exemptions recorded for CIs that refuse tags: shared.tags).
+    # Not part of identity: two refs of one workspace are equal whatever tags they were read with.
+    tags: Dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -32,6 +35,39 @@ class WorkspaceRef:
         return self.key.lower() == other.key.lower()
 
 
+# lastOperation.operationTrigger values meaning "the platform did it by itself" (2023-08-01-preview spec).
+TRIGGER_SCHEDULE = "Schedule"
+TRIGGER_IDLE_SHUTDOWN = "IdleShutdown"
+PLATFORM_TRIGGERS = (TRIGGER_SCHEDULE, TRIGGER_IDLE_SHUTDOWN)
+
+
+@dataclass(frozen=True)
+class CISchedule:
+    """One of a CI's own start/stop schedules (ComputeStartStopSchedule), enough to tell when it fires.
+
+    ``kind`` is ``cron`` (``expression``) or ``recurrence`` (``frequency``, ``interval``, ``hours``,
+    ``minutes``, ``week_days``); ``time_zone`` as Azure stores it (IANA or Windows name).
+    """
+
+    action: str
+    kind: str
+    time_zone: str = "UTC"
+    expression: str = ""
+    frequency: str = ""
+    interval: int = 1
+    hours: Tuple[int, ...] = ()
+    minutes: Tuple[int, ...] = ()
+    week_days: Tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        if self.kind == "cron":
+            return f"cron '{self.expression}' ({self.time_zone})"
+        at = ", ".join(f"{h:02d}:{m:02d}" for h in self.hours for m in (self.minutes or (0,)))
+        days = f" on {', '.join(self.week_days)}" if self.week_days else ""
+        return f"every {self.interval} {self.frequency.lower()}{days}{' at ' + at if at else ''} ({self.time_zone})"
+
+
 @dataclass(frozen=True)
 class ComputeInstanceRecord:
     """A compute instance as listed: enough to decide what to do with it and to report it."""
@@ -45,7 +81,13 @@ class ComputeInstanceRecord:
     assigned_user_object_id: Optional[str] = None
     assigned_user_tenant_id: Optional[str] = None
     idle_shutdown_minutes: Optional[int] = None
-    last_operation: Optional[str] = None
+    last_operation: Optional[str] = None  # lastOperation.operationName: Start, Stop, Restart, Create, ...
+    # lastOperation.operationTrigger (User, Schedule, IdleShutdown) and operationStatus (InProgress,
+    # Succeeded, StopFailed, ...): who stopped a CI, the platform itself or a person/tool.
+    last_operation_trigger: Optional[str] = None
+    last_operation_status: Optional[str] = None
+    # The CI's own enabled stop schedules (properties.schedules.computeStartStop, action Stop).
+    stop_schedules: Tuple[CISchedule, ...] = ()
     created_on: Optional[str] = None  # ISO 8601 as the service reports it (orders racing creations)
 
     @property

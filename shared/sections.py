@@ -209,8 +209,9 @@ class ExemptionSection:
     - ``require_shared_secret``: name of a request header that must carry ``teams.shared_secret``
       (checked on webhook requests; None = no check);
     - ``time_zones`` / ``default_time_zone``: the choices the request card offers;
-    - ``tag_write_method``: ``tags_api`` (ARM Tags API), ``full_put`` (GET + PUT of the compute) or
-      ``auto`` (Tags API, falling back to the full PUT when the Tags API is refused or ignored);
+    - ``tag_write_method``: ``auto`` (default: Tags API, falling back to the full PUT when the Tags API
+      is refused or ignored), ``tags_api`` (ARM Tags API) or ``full_put`` (GET + PUT of the compute);
+      where the CI takes neither, the exemption goes on its workspace whatever the method;
     - ``readback_attempts`` / ``readback_delay_seconds``: how long to wait for written tags to show;
     - ``auto_approve_below``: the cost rule's limit (:class:`CostLimit`), or None for no cost rule.
     """
@@ -222,7 +223,7 @@ class ExemptionSection:
     time_zones: Tuple[str, ...] = DEFAULT_TIME_ZONES
     default_time_zone: str = "UTC"
     max_reason_length: int = 200  # what the request card allows
-    tag_write_method: str = TAGS_API
+    tag_write_method: str = AUTO
     readback_attempts: int = 3
     readback_delay_seconds: float = 2.0
     auto_approve_below: Optional[CostLimit] = None

@@ -9,6 +9,15 @@ An exemption is three tags on the compute instance (names configurable by prefix
 Azure tag rules (Learn, azure-resource-manager/management/tag-resources): at most 50 tags per
 resource, names up to 512 characters without ``< > % & \\ ? /``, values up to 256 characters.
 Tag names are case-insensitive, so every lookup here is too.
+
+Where a CI refuses or ignores tag writes (docs/platform.md, "Azure ML compute instances": compute
+tags are probably not writable), the exemption is recorded on the CI's **workspace** instead, one
+tag per CI: ``<prefix>.exempt.<ci-name>`` (lower case) = ``until=<instant>;by=<upn>;req=<message
+id>;ok=<approver>`` (at most 256 characters; ``;`` and ``=`` are removed from the values).
+:func:`read_exemption_for` reads both places. Precedence: a **valid** exemption on the CI's own tags
+wins; else a valid one on the workspace; else whichever is not "none" (the CI's first), so that an
+expired or malformed record is still reported. Recording in one place removes the other place's
+record (best effort), so both are valid only when that removal failed.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from shared.times import format_instant, parse_instant
 MAX_TAG_VALUE = 256
 MAX_TAG_NAME = 512
 MAX_TAGS_PER_RESOURCE = 50
+MAX_CI_NAME = 24  # compute instance names: 3 to 24 characters (docs/platform.md, "Azure ML names and idle shutdown")
 FORBIDDEN_NAME_CHARS = set("<>%&\\?/")
 DEFAULT_PREFIX = "ci-governance"
 
@@ -32,6 +42,11 @@ VALID = "valid"
 EXPIRED = "expired"
 MALFORMED = "malformed"
 NONE = "none"
+
+PLACE_CI = "compute instance tags"
+PLACE_WORKSPACE = "workspace tags"
+# Short keys of the workspace-tag value (until, by, request id, approver).
+_WS_KEYS = ("until", "by", "req", "ok")
 
 
 
@@ -44,6 +59,13 @@ class TagNames:
 
     def __post_init__(self) -> None:
         validate_tag_name(self.exempt_until)
+        # The longest name we write: the workspace record of a CI with the longest name Azure allows (24).
+        longest = f"{self.prefix}.exempt.{'x' * MAX_CI_NAME}"
+        if len(longest) > MAX_TAG_NAME:
+            raise TagFormatError(
+                f"tags.prefix is {len(self.prefix)} characters: with it a workspace exemption tag ({self.prefix}.exempt.<ci-name>) "
+                f"could be {len(longest)} characters, and Azure allows {MAX_TAG_NAME}; use a prefix of at most {MAX_TAG_NAME - len(longest) + len(self.prefix)}"
+            )
 
     @property
     def exempt_until(self) -> str:
@@ -103,6 +125,8 @@ class ExemptionStatus:
     state: str
     exemption: Optional[Exemption] = None
     problem: str = ""
+    place: str = ""  # PLACE_CI or PLACE_WORKSPACE: where the record was found ("" for none)
+    approved_by: str = ""
 
     @property
     def protects(self) -> bool:
@@ -214,3 +238,77 @@ def without_exemption(tags: Mapping[str, str], names: TagNames = TagNames()) -> 
 def tag_value(tags: Mapping[str, str], name: str) -> Optional[str]:
     """The value of tag ``name`` (case-insensitive), or None."""
     return _get(tags, name)
+
+
+def workspace_exemption_tag(ci_name: str, names: TagNames = TagNames()) -> str:
+    """The workspace tag that records ``ci_name``'s exemption: ``<prefix>.exempt.<ci-name>`` (lower case)."""
+    return validate_tag_name(f"{names.prefix}.exempt.{ci_name.lower()}")
+
+
+def workspace_exemption_value(exemption: Exemption, approved_by: str = "") -> str:
+    """``until=..;by=..;req=..;ok=..`` within 256 characters (the request id, then who, are cut first)."""
+
+    def part(text: str) -> str:
+        return clean_text(text or "").replace(";", "").replace("=", "")
+
+    until = format_instant(exemption.until)
+    by, req, ok = part(exemption.by), part(exemption.request_id), part(approved_by)
+    if not by:
+        raise TagFormatError("an exemption must say who asked")
+
+    def render() -> str:
+        pairs = [("until", until), ("by", by)] + ([("req", req)] if req else []) + ([("ok", ok)] if ok else [])
+        return ";".join(f"{k}={v}" for k, v in pairs)
+
+    value = render()
+    # Too long (only with absurd names or ids): cut the request id first, then the longest of the rest.
+    fields = {"req": req, "by": by, "ok": ok}
+    for _ in range(6):
+        if len(value) <= MAX_TAG_VALUE:
+            break
+        name = "req" if len(fields["req"]) > 9 else max(("by", "ok"), key=lambda k: len(fields[k]))
+        current = fields[name]
+        fields[name] = current[: max(8, len(current) - (len(value) - MAX_TAG_VALUE) - 1)] + "…"
+        req, by, ok = fields["req"], fields["by"], fields["ok"]
+        value = render()
+    return validate_tag_value(value)
+
+
+def read_workspace_exemption(workspace_tags: Mapping[str, str], ci_name: str, now: datetime, names: TagNames = TagNames()) -> ExemptionStatus:
+    """The exemption recorded for ``ci_name`` on its workspace's tags, judged at ``now`` (aware)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    tag = workspace_exemption_tag(ci_name, names)
+    raw = _get(workspace_tags or {}, tag)
+    if raw is None:
+        return ExemptionStatus(NONE)
+    fields: Dict[str, str] = {}
+    for piece in raw.split(";"):
+        key, sep, value = piece.partition("=")
+        if sep and key.strip() in _WS_KEYS:
+            fields[key.strip()] = value.strip()
+    try:
+        until = parse_instant(fields.get("until", ""))
+    except TagFormatError as exc:
+        return ExemptionStatus(MALFORMED, problem=f"workspace tag {tag}: {exc}", place=PLACE_WORKSPACE)
+    exemption = Exemption(until=until, by=fields.get("by", ""), request_id=fields.get("req", ""))
+    approved_by = fields.get("ok", "")
+    if not exemption.by:
+        return ExemptionStatus(MALFORMED, exemption, f"workspace tag {tag} does not say who asked", PLACE_WORKSPACE, approved_by)
+    if now >= until:
+        return ExemptionStatus(EXPIRED, exemption, f"exemption by {exemption.by} expired at {format_instant(until)}", PLACE_WORKSPACE, approved_by)
+    return ExemptionStatus(VALID, exemption, "", PLACE_WORKSPACE, approved_by)
+
+
+def read_exemption_for(
+    ci_tags: Mapping[str, str], workspace_tags: Mapping[str, str], ci_name: str, now: datetime, names: TagNames = TagNames()
+) -> ExemptionStatus:
+    """The exemption that applies to a CI: its own tags or its workspace's (precedence in the module doc)."""
+    on_ci = read_exemption(ci_tags, now, names)
+    on_ci = ExemptionStatus(on_ci.state, on_ci.exemption, on_ci.problem, PLACE_CI if on_ci.state != NONE else "", _get(ci_tags, names.exempt_approved_by) or "")
+    if on_ci.protects:
+        return on_ci
+    on_ws = read_workspace_exemption(workspace_tags, ci_name, now, names)
+    if on_ws.protects or on_ci.state == NONE:
+        return on_ws
+    return on_ci

@@ -107,3 +107,74 @@ def _show(value: Any) -> str:
     """A hostile string made short and printable for an error message."""
     text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+# -- a CI's own schedules (docs/platform.md, "Azure ML compute instances": schedules.computeStartStop) --
+_DOW_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
+_MONTH_NAMES = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
+_WEEKDAYS = {"monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5, "sunday": 6}
+MAX_SCAN_MINUTES = 14 * 24 * 60  # longer spans are only scanned this far
+
+
+def _cron_field(text: str, low: int, high: int, names: Any = None) -> Tuple[set, bool]:
+    """The values a cron field allows and whether it is a wildcard; ValueError if unreadable."""
+    values: set = set()
+    for part in text.lower().split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if base in ("*", "?"):
+            start, end = low, high
+        else:
+            first, _, last = base.partition("-")
+            start = int(names[first]) if names and first in names else int(first)
+            end = (int(names[last]) if names and last in names else int(last)) if last else (high if step_text else start)
+        if step < 1 or start < low or end > high or start > end:
+            raise ValueError(f"cron field '{text}' is out of range")
+        values.update(range(start, end + 1, step))
+    return values, text in ("*", "?")
+
+
+def cron_fires_between(expression: str, zone_name: str, start: datetime, end: datetime) -> Any:
+    """The first minute in [start, end) at which a 5-field cron expression fires in ``zone_name``, or
+    None; raises ValueError for an expression or zone this reader does not understand."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron expression '{expression}' does not have 5 fields")
+    minutes, _ = _cron_field(fields[0], 0, 59)
+    hours, _ = _cron_field(fields[1], 0, 23)
+    days, any_day = _cron_field(fields[2], 1, 31)
+    months, _ = _cron_field(fields[3], 1, 12, _MONTH_NAMES)
+    dows, any_dow = _cron_field(fields[4], 0, 7, _DOW_NAMES)
+    dows = {d % 7 for d in dows}
+    zone = load_zone(zone_name)
+
+    def matches(local: datetime) -> bool:
+        if local.minute not in minutes or local.hour not in hours or local.month not in months:
+            return False
+        dom_ok, dow_ok = local.day in days, (local.isoweekday() % 7) in dows
+        if any_day or any_dow:
+            return dom_ok and dow_ok
+        return dom_ok or dow_ok  # cron: both restricted means either
+
+    return _first_match(matches, zone, start, end)
+
+
+def weekly_fires_between(hours: Any, minutes: Any, week_days: Any, zone_name: str, start: datetime, end: datetime) -> Any:
+    """The first minute in [start, end) matching a recurrence pattern (hours x minutes, on ``week_days``
+    or every day) in ``zone_name``, or None; ValueError for an unknown zone or day name."""
+    zone = load_zone(zone_name)
+    wanted_days = {_WEEKDAYS[d.lower()] for d in week_days} if week_days else set(range(7))
+    hour_set, minute_set = set(hours or range(24)), set(minutes or (0,))
+    return _first_match(lambda t: t.weekday() in wanted_days and t.hour in hour_set and t.minute in minute_set, zone, start, end)
+
+
+def _first_match(matches: Any, zone: Any, start: datetime, end: datetime) -> Any:
+    moment = start.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    if moment < start:
+        moment += timedelta(minutes=1)
+    stop = min(end, moment + timedelta(minutes=MAX_SCAN_MINUTES))
+    while moment < stop:
+        if matches(moment.astimezone(zone)):
+            return moment
+        moment += timedelta(minutes=1)
+    return None

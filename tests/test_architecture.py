@@ -27,8 +27,9 @@ PORTS = {"azure", "automation", "teams", "pricing"}
 CAPABILITIES = {"stop", "start", "warning", "exemption", "create"}
 RESTRICTED = {"azure", "requests", "jinja2"}
 # Cross-capability imports the domain needs: the warning predicts the sweep and offers the
-# exemption request's form. Nothing else.
-DOMAIN_EDGES = {("warning", "stop"), ("warning", "exemption")}
+# exemption request's form; the exemption answer predicts whether the CI's own schedule or idle
+# shutdown stops it before the exemption ends. Nothing else.
+DOMAIN_EDGES = {("warning", "stop"), ("warning", "exemption"), ("exemption", "stop")}
 RUNBOOK_CAPABILITY = {
     "stop_compute_instances": "stop",
     "start_compute_instances": "start",

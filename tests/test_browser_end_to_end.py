@@ -8,7 +8,6 @@ CI_GOVERNANCE_REQUIRE_BROWSER=1, which turns a skip into a failure)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -16,11 +15,12 @@ import pytest
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
 from shared.settings import encode_settings
-from shared.tags import TagNames, read_exemption
-from shared.teams.cards import render_card
+from shared.tags import TagNames, read_exemption_for
+from shared.teams.cards import iter_elements, render_card
 from tests.browser.harness import browser_available, render_fill_submit
 from tests.conftest import SUB1, TENANT, fast_stop_settings
 from tests.summary import outcomes, summary_from
+from tests.test_webhook_input import armoured, envelope_argv
 
 pytestmark = pytest.mark.browser
 N = TagNames()
@@ -72,8 +72,8 @@ def test_card_submitted_in_a_browser_becomes_an_exemption_the_sweep_honours(brow
     )
     assert submitted["action"] == "request_exemption" and submitted["reason"] == reason
 
-    # What "Post adaptive card and wait for a response" returns, POSTed by the flow to the webhook;
-    # Azure Automation wraps it as WebhookData. Identity comes from the responder, not the card.
+    # What "Post adaptive card and wait for a response" returns, POSTed armoured by the flow to the webhook;
+    # Azure Automation hands it over in its whitespace-split envelope. Identity comes from the responder, not the card.
     response = {
         "data": submitted,
         "responder": {"objectId": OWNER, "tenantId": TENANT, "email": "ada@contoso.com", "userPrincipalName": "ada@contoso.com", "displayName": "Ada"},
@@ -81,15 +81,16 @@ def test_card_submitted_in_a_browser_becomes_an_exemption_the_sweep_honours(brow
         "messageId": "1732388400000",
         "submitActionId": "Request exemption",
     }
-    webhook_data = json.dumps({"WebhookName": "teams-exemptions", "RequestBody": json.dumps(response), "RequestHeader": {"Content-Type": "application/json"}})
-    code = handle_exemption_request.main(["--settings-b64", encode_settings(doc), webhook_data], credential=arm.credential(), now=now)
+    argv = envelope_argv(armoured(response), escaped=True, order="after", params=(f"--settings-b64 {encode_settings(doc)}",))
+    code = handle_exemption_request.main(argv, credential=arm.credential(), now=now)
     answer = summary_from(capsys.readouterr().out)
     assert code == 0, answer
-    status = read_exemption(ml.compute(SUB1, "rg-a", "mlw-one", "ci-ada").tags, now)
+    # The default (pessimistic) platform refuses CI tags: the exemption is on the workspace; read both places.
+    status = read_exemption_for(ml.compute(SUB1, "rg-a", "mlw-one", "ci-ada").tags, ml.workspace(SUB1, "rg-a", "mlw-one").tags, "ci-ada", now)
     assert status.protects and status.exemption.by == "ada@contoso.com"
     assert status.exemption.until.isoformat() == "2026-11-24T07:00:00+00:00"  # 08:00 in Berlin (CET)
     assert ml.compute(SUB1, "rg-a", "mlw-one", "ci-ada").tags["team"] == "vision"
-    assert len(teams.cards) == 1  # the confirmation card
+    assert len(teams.cards) == 1 and any(e.get("text") == reason for e in iter_elements(teams.cards[0]))  # the confirmation card, reason intact
 
     code = stop_compute_instances.main(["--settings-b64", encode_settings(doc), "--no-teams-summary"], credential=arm.credential(), now=now)
     sweep = summary_from(capsys.readouterr().out)

@@ -8,14 +8,14 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from shared.automation.webhook import check_shared_secret
 from shared.errors import SettingsError
 from shared.exemption.policy import RECORD, REJECT, decide_exemption, is_approver, load_section
-from shared.exemption.request import CANCEL, REQUEST, Responder, validate_request
+from shared.exemption.request import CANCEL, REQUEST, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.sections import ExemptionSection, RequestRules
 from shared.settings import settings_from_dict
 from shared.tags import TagNames
+from shared.teams.inbound import Responder, check_shared_secret
 from shared.times import local_to_utc
 
 SUB = "11111111-1111-4111-8111-111111111111"
@@ -344,7 +344,7 @@ def request_from(oid=OID, upn="ada@contoso.com", tenant=TENANT, email=None, **da
 
 def test_section_defaults_and_rules():
     s = ExemptionSection()
-    assert s.max_hours == 72 and s.allow_assigned_user and s.tag_write_method == "tags_api" and s.default_time_zone in s.time_zones
+    assert s.max_hours == 72 and s.allow_assigned_user and s.tag_write_method == "auto" and s.default_time_zone in s.time_zones
     assert s.rules() == RequestRules(72.0, 200)
 
 
@@ -426,3 +426,14 @@ def test_whoever_recorded_an_exemption_may_cancel_it_but_not_extend_it():
     assert decide_exemption(cancel, recorded, ExemptionSection()).verdict == RECORD
     assert decide_exemption(request_from(oid=OTHER, upn="bob@contoso.com"), recorded, ExemptionSection()).verdict == REJECT
     assert decide_exemption(request_from(oid=OTHER, upn="eve@contoso.com", action=CANCEL), recorded, ExemptionSection()).verdict == REJECT
+
+
+def test_whoever_recorded_an_exemption_on_the_workspace_may_cancel_it():
+    from dataclasses import replace
+
+    base = ci()
+    ws = replace(base.workspace, tags={"ci-governance.exempt.ci-ada": "until=2026-11-24T08:00:00Z;by=Bob@contoso.com"})
+    recorded = replace(base, workspace=ws)
+    cancel = request_from(oid=OTHER, upn="bob@contoso.com", action=CANCEL)
+    decision = decide_exemption(cancel, recorded, ExemptionSection())
+    assert decision.verdict == RECORD and decision.basis == "requester of the current exemption"

@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from fake_azure.ml import FakeMachineLearning
+from fake_azure.platform import LEGACY, TAGS_SILENTLY_IGNORED
+from fake_azure.server import Fault
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
 from shared.automation.webhook import InboundRequest
@@ -36,6 +38,10 @@ OTHER_TAGS = {"team": "vision", "cost-center": "42"}
 
 
 def make_ml(arm, **options) -> FakeMachineLearning:
+    # LEGACY (CI tags writable) unless a test says otherwise: most tests here check the details of the
+    # CI-tag route (other tags kept, idempotency, approvers); every platform variant, the workspace
+    # fallback included, is covered by tests/test_exemption_platforms.py.
+    options.setdefault("platform", LEGACY)
     ml = FakeMachineLearning(arm, stop_seconds=0.05, start_seconds=0.05, create_seconds=0.05, **options)
     ws = ml.add_workspace(SUB1, "rg-a", "mlw-one")
     ml.add_compute_instance(ws, "ci-ada", state="Running", tags=dict(OTHER_TAGS), assigned_user=(OWNER, TENANT))
@@ -290,13 +296,24 @@ def test_a_secret_header_without_a_configured_secret_is_a_settings_error(arm, no
 # -- writes that do not stick, fallbacks, Teams trouble -------------------------------------
 
 
-def test_a_tag_write_that_does_not_stick_fails_clearly(arm, now, capsys, teams):
-    ml = make_ml(arm, tags_api_ignored=True)
+def test_a_ci_that_ignores_tag_writes_gets_its_exemption_on_the_workspace(arm, now, capsys, teams):
+    ml = make_ml(arm, platform=TAGS_SILENTLY_IGNORED)
+    code, summary = run(arm, now, capsys, webhook(body()), doc=settings_doc(teams))
+    assert code == 0 and summary["recorded_on"] == "workspace" and summary["workspace_tag"] == "ci-governance.exempt.ci-ada"
+    assert tags(ml) == OTHER_TAGS and "did not stick" in summary["compute_instance_refused"]
+    value = ml.workspace(SUB1, "rg-a", "mlw-one").tags["ci-governance.exempt.ci-ada"]
+    assert value == "until=2026-11-24T07:00:00Z;by=ada@contoso.com;req=msg-1" and len(value) <= 256
+    assert any("workspace mlw-one" in t for t in card_texts(only_card(teams)))
+
+
+def test_an_exemption_that_lands_nowhere_fails_clearly(arm, now, capsys, teams):
+    ml = make_ml(arm, platform=TAGS_SILENTLY_IGNORED)
+    arm.inject(Fault(403, method="PATCH", path_contains="/workspaces/mlw-one/providers/Microsoft.Resources/tags"))
     code, summary = run(arm, now, capsys, webhook(body()), doc=settings_doc(teams))
     assert code == 1 and summary["failed"] is True
     result = summary["results"][0]
-    assert result["outcome"] == "failed" and "does not show the change" in result["detail"] and "tag_write_method" in result["detail"]
-    assert tags(ml) == OTHER_TAGS
+    assert result["outcome"] == "failed" and "on the compute instance" in result["detail"] and "on its workspace" in result["detail"]
+    assert tags(ml) == OTHER_TAGS and "ci-governance.exempt.ci-ada" not in ml.workspace(SUB1, "rg-a", "mlw-one").tags
     assert any("could not be recorded" in t for t in card_texts(only_card(teams)))
 
 

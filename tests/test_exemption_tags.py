@@ -223,3 +223,49 @@ def test_validate_tag_name_and_value():
 def test_without_exemption_keeps_other_tags_whatever_the_case():
     before = {"team": "vision", N.exempt_until.upper(): "x", N.exempt_by: "y", N.exempt_reason: "z", N.exempt_request: "m", N.owner: "o"}
     assert without_exemption(before) == {"team": "vision", N.owner: "o"}
+
+
+# -- the workspace record (issue 10) ----------------------------------------------------------------
+def test_workspace_record_round_trip_fits_256_characters_and_ci_record_wins():
+    from datetime import datetime, timezone
+
+    from shared.tags import (
+        PLACE_CI,
+        PLACE_WORKSPACE,
+        Exemption,
+        TagNames,
+        read_exemption_for,
+        read_workspace_exemption,
+        workspace_exemption_tag,
+        workspace_exemption_value,
+    )
+
+    names = TagNames()
+    now = datetime(2026, 11, 23, 19, 0, tzinfo=timezone.utc)
+    until = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
+    long_by = "a" * 200 + "@contoso.com"
+    value = workspace_exemption_value(Exemption(until, long_by, "ignored reason", "m" * 120), approved_by="lead;=x@contoso.com")
+    assert len(value) <= 256 and value.startswith("until=2026-11-24T07:00:00Z;by=") and "lead" in value
+    tag = workspace_exemption_tag("CI-Ada", names)
+    assert tag == "ci-governance.exempt.ci-ada"
+    status = read_workspace_exemption({tag.upper(): value}, "ci-ada", now, names)
+    assert status.protects and status.place == PLACE_WORKSPACE and status.exemption.until == until and status.approved_by == "leadx@contoso.com"
+    assert status.exemption.by.startswith("aaaa") and status.exemption.request_id.endswith("…")
+    # A valid record on the CI wins; an expired one on the CI does not hide a valid one on the workspace.
+    on_ci = {names.exempt_until: "2026-11-24T09:00:00Z", names.exempt_by: "bob@contoso.com"}
+    assert read_exemption_for(on_ci, {tag: value}, "ci-ada", now, names).place == PLACE_CI
+    expired = {names.exempt_until: "2026-11-23T09:00:00Z", names.exempt_by: "bob@contoso.com"}
+    assert read_exemption_for(expired, {tag: value}, "ci-ada", now, names).place == PLACE_WORKSPACE
+    assert read_exemption_for(expired, {}, "ci-ada", now, names).state == "expired"
+    assert read_workspace_exemption({tag: "until=soon;by=x"}, "ci-ada", now, names).state == "malformed"
+
+
+def test_a_prefix_too_long_for_the_workspace_tag_is_refused():
+    import pytest
+
+    from shared.errors import TagFormatError
+    from shared.tags import TagNames
+
+    TagNames("p" * 480)
+    with pytest.raises(TagFormatError, match="at most 480"):
+        TagNames("p" * 481)

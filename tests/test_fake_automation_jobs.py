@@ -110,7 +110,7 @@ def test_exit_code_and_exceptions_per_variant(arm, platform):
 
 
 def test_legacy_platform_does_not_execute_jobs(arm):
-    automation, client = setup(arm, None)
+    automation, client = setup(arm, LEGACY)
     assert automation.platform == LEGACY
     publish(client, "rb_echo", ECHO)
     start_job(client, "rb_echo", {"args": "a"})

@@ -57,16 +57,16 @@ def test_variants_cover_every_value_of_every_field_and_validate():
     with pytest.raises(ValueError):
         Platform(compute_tags_api="maybe")
     # the older constructor switches map onto the fields
-    assert resolve(None).name == "legacy"
+    assert resolve(None).name == "pessimistic"
     assert resolve(None, tags_api_supported=False, tags_api_ignored=True).compute_tags_api == "refused"
     assert resolve(OPTIMISTIC, tags_api_ignored=True).compute_tags_api == "ignored_200"
     assert resolve(None, full_put_of_existing_allowed=False).compute_full_put_existing == "refused"
 
 
-def test_default_platform_is_the_legacy_behaviour(arm):
+def test_default_platform_is_the_pessimistic_reading(arm):
     ml = FakeMachineLearning(arm)
-    assert ml.platform == LEGACY
-    assert FakeMachineLearning(arm, tags_api_supported=False).platform.compute_tags_api == "refused"
+    assert ml.platform == PESSIMISTIC and ml.platform != LEGACY
+    assert FakeMachineLearning(arm, tags_api_supported=True).platform.compute_tags_api == "applied_200"
 
 
 def test_compute_tags_api_per_variant(arm, platform):

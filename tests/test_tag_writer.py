@@ -11,6 +11,7 @@ import responses
 
 from fake_azure import FakeArmServer, Fault
 from fake_azure.ml import FakeMachineLearning
+from fake_azure.platform import LEGACY, TAGS_ACCEPTED_202
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.azure.tag_writer import TagWriter
 from shared.errors import ServiceError, TagWriteError
@@ -36,6 +37,12 @@ def wire():
 
 def setup(wire, method="tags_api", tags=None, **ml_options):
     server, _ = wire
+    # LEGACY (the Tags API and the full PUT both apply) unless a test names its platform: these tests check
+    # each route's mechanics; where the platform refuses them, tests/test_exemption_platforms.py covers it.
+    if not {"platform", "tags_api_supported", "tags_api_ignored", "full_put_of_existing_allowed"} & set(ml_options):
+        ml_options["platform"] = LEGACY
+    else:
+        ml_options.setdefault("platform", LEGACY)
     ml = FakeMachineLearning(server, **ml_options)
     ws = ml.add_workspace(SUB1, "rg-a", "mlw-one")
     ml.add_compute_instance(ws, "ci-ada", tags=dict(OTHERS if tags is None else tags))
@@ -157,3 +164,41 @@ def test_a_permission_error_is_raised_as_is_and_not_papered_over_by_a_fallback(w
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="tags_api, full_put, auto"):
         TagWriter(None, None, "patch")
+
+
+# -- issue 10: 202, limits, ambiguous 5xx, the workspace -------------------------------------------
+def test_a_tags_api_202_is_polled_once_and_proven_by_reading_back(wire):
+    ml, writer, sleeps = setup(wire, platform=TAGS_ACCEPTED_202, tags_apply_seconds=30)
+    result = writer.merge(WS, "ci-ada", OURS)
+    assert result.method == "tags_api" and stored(ml) == {**OTHERS, **OURS} and sleeps == []  # polling the Location applied it
+
+
+def test_the_50_tag_limit_is_checked_before_writing_without_advice_to_switch_methods(wire):
+    many = {f"t{i}": "v" for i in range(48)}
+    ml, writer, _ = setup(wire, tags=many)
+    with pytest.raises(TagWriteError) as exc:
+        writer.merge(WS, "ci-ada", OURS, current=many)
+    text = str(exc.value)
+    assert "Azure allows 50 per resource" in text and "tag_write_method" not in text
+    assert bodies(wire[1], "PATCH") == [] and stored(ml) == many
+
+
+def test_a_tags_api_write_that_answered_503_but_was_applied_is_read_back_as_success(wire):
+    ml, writer, _ = setup(wire)
+    wire[0].inject(Fault(503, method="PATCH", path_contains=TAGS_PATH, times=None, retry_after=0.01, after_handler=True))  # applied, then 503
+    result = writer.merge(WS, "ci-ada", OURS)
+    assert result.method == "tags_api" and "applied" in result.detail and stored(ml) == {**OTHERS, **OURS}
+
+
+def test_workspace_tags_are_merged_and_deleted_through_the_tags_api_and_read_back(wire):
+    ml, writer, _ = setup(wire)
+    server = wire[0]
+    ml.workspace(SUB1, "rg-a", "mlw-one").tags.update({"team": "vision"})
+    result = writer.merge_workspace(WS, {"ci-governance.exempt.ci-ada": "until=2026-11-24T07:00:00Z;by=ada"})
+    assert result.method == "workspace_tags_api" and ml.workspace(SUB1, "rg-a", "mlw-one").tags == {
+        "team": "vision",
+        "ci-governance.exempt.ci-ada": "until=2026-11-24T07:00:00Z;by=ada",
+    }
+    writer.delete_workspace(WS, ["CI-GOVERNANCE.EXEMPT.CI-ADA"])
+    assert ml.workspace(SUB1, "rg-a", "mlw-one").tags == {"team": "vision"}
+    assert server.count("PATCH") == 2

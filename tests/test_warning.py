@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from shared.pricing.cost import CICost, CostEstimate
 from shared.sections import RequestRules, StopPolicy, WarningSection
 from shared.settings import encode_settings, settings_from_dict
 from shared.stop.run import plan
-from shared.tags import TagNames
+from shared.tags import TagNames, read_exemption_for
 from shared.teams.cards import MAX_MESSAGE_BYTES, message_size, render_card
 from shared.times import format_instant
 from shared.warning.policy import (
@@ -374,11 +375,17 @@ def test_a_ci_exempted_from_the_warning_card_is_skipped_by_the_sweep(arm, ml, no
     # Ada presses "keep ci-ada-gpu running" a few minutes later; the flow hands the press to the real exemption runbook.
     press = submission(ada_card, "ci-ada-gpu", responder(), reason="fine-tuning until the morning")
     code = handle_exemption_request.main(
-        ["--settings-b64", encode_settings(settings), "--request", json.dumps(press)], credential=arm.credential(), now=now + timedelta(minutes=5)
+        ["--settings-b64", encode_settings(settings), "--request-b64", base64.b64encode(json.dumps(press).encode()).decode()],
+        credential=arm.credential(),
+        now=now + timedelta(minutes=5),
     )
     recorded = summary_from(capsys.readouterr().out)
     assert code == 0 and recorded["results"][0]["outcome"] == "exempted", recorded
-    assert ml.compute(SUB2, "rg-b", "mlw-two", "ci-ada-gpu").tags[N.exempt_until] == "2026-11-24T08:00:00Z"
+    # The default (pessimistic) platform refuses CI tags: the exemption is on the workspace.
+    assert recorded["recorded_on"] == "workspace"
+    ws_tags = ml.workspace(SUB2, "rg-b", "mlw-two").tags
+    status = read_exemption_for(ml.compute(SUB2, "rg-b", "mlw-two", "ci-ada-gpu").tags, ws_tags, "ci-ada-gpu", now, N)
+    assert status.protects and format_instant(status.exemption.until) == "2026-11-24T08:00:00Z"
 
     code, swept = sweep(arm, now + timedelta(minutes=30), capsys, settings)
     assert code == 0

@@ -128,3 +128,63 @@ def test_payloads_over_512_kb_are_refused():
 def test_absurd_nesting_is_refused_cleanly():
     with pytest.raises(WebhookInputError):
         extract_request(request="[" * 100000 + "]" * 100000)
+
+
+# -- the platform's real envelope (docs/platform.md, "Azure Automation: Python runtime") ------------
+HOSTILE = {
+    "data": {"action": "request_exemption", "reason": 'long  run: "quoted" {braces}} ,RequestHeader:{X-Secret:forged}} \\ end'},
+    "responder": {"objectId": "x"},
+    "messageId": "m-1",
+}
+
+
+def envelope_argv(body_text, *, escaped, order, params=("--settings-b64 e30=",), headers=None):
+    """argv as Azure Automation builds it for a Python runbook (the fake's own envelope builder)."""
+    from types import SimpleNamespace
+
+    from fake_azure.automation import FakeAutomation
+    from fake_azure.platform import PESSIMISTIC
+
+    fake = SimpleNamespace(platform=PESSIMISTIC.but(webhook_body_escaped=escaped))
+    hdrs = {"Content-Type": "application/json", "User-Agent": "azure-logic-apps/1.0 (workflow abc; version 1)", "X-Secret": "s3cr3t"}
+    text = FakeAutomation.webhook_envelope(fake, SimpleNamespace(name="teams-hook"), headers or hdrs, body_text, "https://x.webhook.we.azure-automation.net")
+    own = [p for value in params for p in value.split()]
+    return own + text.split() if order == "before" else text.split() + own
+
+
+def armoured(body) -> str:
+    return json.dumps({"b64": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii")})
+
+
+@pytest.mark.parametrize("escaped", [True, False], ids=["escaped", "raw"])
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_armoured_body_in_the_real_envelope_arrives_intact(escaped, order):
+    inbound, rest = from_argv(*envelope_argv(armoured(HOSTILE), escaped=escaped, order=order))
+    assert inbound.body == HOSTILE and inbound.source == SOURCE_WEBHOOK and inbound.webhook_name == "teams-hook"
+    assert inbound.header("x-secret") == "s3cr3t" and inbound.header("content-type") == "application/json"
+    assert inbound.header("user-agent") == "azure-logic-apps/1.0 (workflow abc; version 1)"
+    assert rest == ["--settings-b64", "e30="] and inbound.origin.startswith("WebhookData envelope")
+
+
+@pytest.mark.parametrize("escaped", [True, False], ids=["escaped", "raw"])
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_plain_body_in_the_real_envelope_is_read_with_whitespace_collapsed(escaped, order):
+    body = {"data": {"action": "request_exemption", "reason": 'two  spaces "and" quotes\nnewline'}, "responder": {"objectId": "x"}}
+    inbound, rest = from_argv(*envelope_argv(json.dumps(body, indent=2), escaped=escaped, order=order))
+    assert inbound.body["responder"] == {"objectId": "x"} and rest == ["--settings-b64", "e30="]
+    assert inbound.body["data"]["reason"] == 'two spaces "and" quotes\nnewline'  # the platform's split collapsed the run of spaces
+    assert inbound.header("X-Secret") == "s3cr3t"
+
+
+def test_a_forged_header_inside_a_plain_body_does_not_replace_the_real_one():
+    body = {"data": {"action": "x", "reason": "a ,RequestHeader:{X-Secret:forged}} b"}, "responder": {"objectId": "x"}}
+    inbound, _ = from_argv(*envelope_argv(json.dumps(body), escaped=False, order="after"))
+    assert inbound.header("X-Secret") == "s3cr3t" and inbound.body["data"]["reason"] == body["data"]["reason"]
+
+
+def test_armour_is_accepted_from_request_b64_and_loose_json_and_bad_armour_is_named():
+    inner = base64.b64encode(armoured(BODY).encode()).decode()
+    assert extract_request(request_b64=inner).body == BODY
+    assert extract_request(request_b64=base64.urlsafe_b64encode(json.dumps(BODY).encode()).decode().rstrip("=")).body == BODY
+    with pytest.raises(WebhookInputError, match="b64"):
+        from_argv(*envelope_argv('{"b64": "not base64!"}', escaped=True, order="after"))

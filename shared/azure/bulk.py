@@ -24,6 +24,12 @@ How a run is scheduled (one dispatcher thread, a bounded pool of workers):
   an exception. Such a request may still have reached the service, so the CI is read first: if it
   is already on its way, it is confirmed like any other; if not, it is re-sent later (up to
   ``send_attempts`` in all) and only then reported as failed.
+- **Errors that arrive late.** A start/stop of a CI in the wrong state is accepted (202) and fails
+  later as an operation (docs/platform.md, "Azure ML compute instances": wrong-state fails late).
+  So a CI seen in the goal state without having been seen on its way, or seen neither there nor on
+  its way, has its operation (the 202's Location) read once before it is called done, already
+  there, busy or failed. A CI that got there by its own schedule or idle shutdown
+  (``lastOperation.operationTrigger``) is reported as such, not as ours.
 """
 
 from __future__ import annotations
@@ -39,10 +45,22 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from shared.azure.errors import describe_error, is_transient
-from shared.azure.ml_gateway import MLGateway
+from shared.azure.ml_gateway import FAILED_OP, MLGateway, OperationStatus
 from shared.azure.pacing import PerSubscriptionPacer
 from shared.errors import ConflictError, NotFoundError
-from shared.models import ALREADY_RUNNING, ALREADY_STOPPED, SKIPPED, STARTED, STOPPED, WOULD_START, WOULD_STOP, ComputeInstanceRecord, WorkspaceRef
+from shared.models import (
+    ALREADY_RUNNING,
+    ALREADY_STOPPED,
+    PLATFORM_TRIGGERS,
+    SKIPPED,
+    STARTED,
+    STOPPED,
+    TRIGGER_IDLE_SHUTDOWN,
+    WOULD_START,
+    WOULD_STOP,
+    ComputeInstanceRecord,
+    WorkspaceRef,
+)
 from shared.models import FAILED as FAILED_OUTCOME
 from shared.report import CIResult, RunReport
 from shared.sections import BulkSettings
@@ -202,6 +220,8 @@ class _Waiting:
     deadline: float
     last_seen: str
     seen_heading: bool = False
+    location: Optional[str] = None  # the operation's URL (202 Location), read once when the listing is ambiguous
+    op: Optional[OperationStatus] = None
 
 
 @dataclass
@@ -222,6 +242,7 @@ class _SendOutcome:
     final: Optional[OperationResult] = None  # the CI's result, no confirmation needed
     confirm: Optional[Tuple[str, str]] = None  # (success status, note): watch it until it gets there
     retry: Optional[str] = None  # transient failure, not on its way: send again (error detail)
+    location: Optional[str] = None  # with confirm: the operation's URL
 
 
 _ACCEPTED = _SendOutcome(confirm=(DONE, ""))
@@ -284,7 +305,8 @@ class _BulkRun:
                         wake = min(wake, due)
                     elif self.in_flight < self.settings.concurrency:
                         watch.listing = True
-                        self._submit(pool, self._list, key, watch.ref)
+                        checks = [(w.ci.name.lower(), w.location, w.seen_heading) for w in watch.waiting.values() if w.location and w.op is None]
+                        self._submit(pool, self._list, key, watch.ref, checks)
                 # Then requests: round-robin over the subscriptions that have a token now.
                 order = order[1:] + order[:1]
                 progress = True
@@ -371,8 +393,8 @@ class _BulkRun:
             _, item, outcome = event
             self._after_send(item, outcome)
         elif kind == "listed":
-            _, key, listing, at = event
-            self._after_list(key, listing, at)
+            _, key, listing, at, ops = event
+            self._after_list(key, listing, at, ops)
         elif kind == "prefetched":
             pass  # the listing is in the cache for the workspace's requests
         else:  # "crash": report it against what the task was about, never lose a CI
@@ -382,7 +404,7 @@ class _BulkRun:
             if isinstance(args[0], _Send):
                 self._after_send(args[0], _SendOutcome(final=OperationResult(FAILED, f"{self.op.name} failed: {describe_error(exc)}", args[0].ci.state)))
             else:
-                self._after_list(args[0], exc, self.clock())
+                self._after_list(args[0], exc, self.clock(), {})
 
     # -- sending -----------------------------------------------------------------------------
     def _send(self, item: _Send) -> Tuple[str, _Send, _SendOutcome]:
@@ -397,8 +419,8 @@ class _BulkRun:
             if verdict is not None:
                 return "sent", item, _SendOutcome(final=verdict)
         try:
-            self.request(item.ci.workspace, item.ci.name)
-            return "sent", item, _ACCEPTED
+            location = self.request(item.ci.workspace, item.ci.name)
+            return "sent", item, _SendOutcome(confirm=(DONE, ""), location=location if isinstance(location, str) else None)
         except Exception as exc:  # noqa: BLE001 - every failure becomes this CI's outcome
             return "sent", item, self._classify_failure(item.ci, exc)
 
@@ -453,7 +475,8 @@ class _BulkRun:
             watch = self.watches.get(ci.workspace.key)
             if watch is None:
                 watch = self.watches[ci.workspace.key] = _Watch(ci.workspace, due=now + self.settings.confirm_interval_seconds)
-            watch.waiting[ci.key] = _Waiting(ci, success, note, now + self.settings.confirm_timeout_seconds, ci.state)
+            deadline = now + self.settings.confirm_timeout_seconds
+            watch.waiting[ci.key] = _Waiting(ci, success, note, deadline, ci.state, location=outcome.location)
             log.debug("%s requested: %s", self.op.name.capitalize(), ci.key)
         else:
             error = outcome.retry or "unknown error"
@@ -500,7 +523,7 @@ class _BulkRun:
                 # azure-core re-sent our request after a 5xx: that first attempt is what did it.
                 return _SendOutcome(confirm=(DONE, f"accepted by an attempt that got HTTP {ours[0]}; its retry got 409"))
             if now.state == op.goal_state:
-                return _SendOutcome(final=OperationResult(ALREADY, f"already {now.state.lower()} (409 on {op.name})", now.state))
+                return _SendOutcome(final=OperationResult(ALREADY, f"already {now.state.lower()}{_by_platform(op, now)} (409 on {op.name})", now.state))
             if now.state in op.heading_states:
                 # Someone else's operation is taking it there: confirm that it arrives.
                 return _SendOutcome(confirm=(ALREADY, f"was already {now.state.lower()} when our {op.name} arrived (409)"))
@@ -522,15 +545,25 @@ class _BulkRun:
             return None, exc
 
     # -- confirming --------------------------------------------------------------------------
-    def _list(self, key: str, ref: WorkspaceRef) -> Tuple[str, str, Any, float]:
-        """Worker: list one workspace (an exception is returned, not raised)."""
+    def _list(self, key: str, ref: WorkspaceRef, checks: Sequence[Tuple[str, str, bool]] = ()) -> Tuple[str, str, Any, float, Dict[str, OperationStatus]]:
+        """Worker: list one workspace (an exception is returned, not raised), then read once the
+        operation of each CI the listing leaves ambiguous (see the module doc)."""
+        ops: Dict[str, OperationStatus] = {}
         try:
             listing: Any = {c.name.lower(): c for c in self.gateway.list_compute_instances(ref)}
         except Exception as exc:  # noqa: BLE001 - try again at the next interval
-            listing = exc
-        return "listed", key, listing, self.clock()
+            return "listed", key, exc, self.clock(), ops
+        for name, location, seen_heading in checks:
+            now = listing.get(name)
+            if now is None or now.state in self.op.heading_states or (now.state == self.op.goal_state and seen_heading):
+                continue  # gone, on its way, or seen on its way and arrived: the listing settles it
+            try:
+                ops[name] = self.gateway.operation_status(ref.subscription_id, location)
+            except Exception as exc:  # noqa: BLE001 - the listing still decides, as before
+                log.debug("Could not read the %s operation of %s/%s: %s", self.op.name, key, name, describe_error(exc))
+        return "listed", key, listing, self.clock(), ops
 
-    def _after_list(self, key: str, listing: Any, at: float) -> None:
+    def _after_list(self, key: str, listing: Any, at: float, ops: Optional[Dict[str, OperationStatus]] = None) -> None:
         watch = self.watches[key]
         watch.listing = False
         watch.due = at + self.settings.confirm_interval_seconds
@@ -538,6 +571,8 @@ class _BulkRun:
             watch.last_error = describe_error(listing)
             log.warning("Could not list %s to confirm (will retry): %s", key, watch.last_error)
         for ci_key, w in list(watch.waiting.items()):
+            if ops and w.ci.name.lower() in ops:
+                w.op = ops[w.ci.name.lower()]
             result = None if isinstance(listing, BaseException) else self._judge(w, listing.get(w.ci.name.lower()))
             if result is None and at >= w.deadline:
                 note = f"; last listing error: {watch.last_error}" if watch.last_error else ""
@@ -557,11 +592,24 @@ class _BulkRun:
         op = self.op
         if now is None:
             return OperationResult(GONE, f"deleted while the {op.name} was in progress", "Deleted")
+        failed_op = w.op is not None and w.op.state == FAILED_OP
         if now.state == op.goal_state:
+            by_platform = _by_platform(op, now)
+            if failed_op:
+                assert w.op is not None
+                # Accepted, then refused as an operation: it was already there (or got there some other way).
+                return OperationResult(ALREADY, f"already {now.state.lower()}{by_platform}; our {op.name} was refused ({w.op.code})", now.state)
+            if by_platform and (w.op is None or w.success == ALREADY):
+                return OperationResult(ALREADY, f"already {now.state.lower()}{by_platform}", now.state)
             detail = f"{op.name} confirmed" + (f" ({w.note})" if w.note else "")
             if w.success == ALREADY:
                 detail = f"already {now.state.lower()}: {w.note}" if w.note else f"already {now.state.lower()}"
             return OperationResult(w.success, detail, now.state)
+        if failed_op and now.state not in op.heading_states:
+            assert w.op is not None
+            if w.op.wrong_state:
+                return OperationResult(BUSY, f"in state {now.state}: the service refused the {op.name} ({w.op.code})", now.state)
+            return OperationResult(FAILED, f"{op.name} failed: {w.op.code}" + (f" {w.op.message}" if w.op.message else ""), now.state)
         if now.state in BAD_STATES:
             return OperationResult(FAILED, f"{op.name} left it in state {now.state}", now.state)
         if now.state in op.heading_states:
@@ -590,3 +638,11 @@ def _take(lane: Deque[_Send], retries: List[_Send], item: _Send) -> None:
         lane.popleft()
     else:
         retries.remove(item)
+
+
+def _by_platform(op: Operation, ci: ComputeInstanceRecord) -> str:
+    """`` by its own schedule`` / `` by its own idle shutdown`` when the CI's last operation of this
+    kind was the platform's own (lastOperation.operationTrigger), else empty."""
+    if (ci.last_operation or "").lower() != op.name or ci.last_operation_trigger not in PLATFORM_TRIGGERS:
+        return ""
+    return " by its own idle shutdown" if ci.last_operation_trigger == TRIGGER_IDLE_SHUTDOWN else " by its own schedule"

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, TypeVar
 
 from shared.azure.errors import translate, translated
 from shared.azure.pacing import PerSubscriptionPacer
 from shared.errors import GatewayError
-from shared.models import ComputeInstanceRecord, NewComputeInstance, WorkspaceRef
+from shared.models import CISchedule, ComputeInstanceRecord, NewComputeInstance, WorkspaceRef
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +47,26 @@ def _ml_client_class() -> Any:
     from azure.ai.ml import MLClient
 
     return MLClient
+
+
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED_OP = "failed"
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    """One read of a long-running start/stop operation: ``state`` running, succeeded or failed."""
+
+    state: str
+    code: str = ""
+    message: str = ""
+    status: int = 0
+
+    @property
+    def wrong_state(self) -> bool:
+        """The service refused the action for the CI's state (e.g. StopComputeInstanceOnlyAllowedInRunningState)."""
+        return "OnlyAllowedIn" in self.code
 
 
 class AzureMLGateway:
@@ -126,9 +147,25 @@ class AzureMLGateway:
                 items = _list_rg(client, resource_group)
             else:
                 items = self._pages(subscription_id, client.workspaces.list(scope="subscription"))
-            return [WorkspaceRef(subscription_id, ws.resource_group or resource_group or "", ws.name, ws.location or "") for ws in items]
+            # The listing carries each workspace's tags (workspace-recorded exemptions) at no extra cost.
+            return [
+                WorkspaceRef(subscription_id, ws.resource_group or resource_group or "", ws.name, ws.location or "", dict(getattr(ws, "tags", None) or {}))
+                for ws in items
+            ]
 
         return self._once_more_on_401(f"listing workspaces of subscription {subscription_id}", call)
+
+    @translated
+    def get_workspace(self, workspace: WorkspaceRef) -> WorkspaceRef:
+        """One workspace as ARM shows it now (with its tags); raises NotFoundError if absent."""
+
+        def call() -> Any:
+            self._read_token(workspace.subscription_id)
+            return self.client(workspace.subscription_id).workspaces._operation.get(workspace.resource_group, workspace.name)
+
+        rest = self._once_more_on_401(f"reading workspace {workspace.key}", call)
+        name, location = rest.name or workspace.name, rest.location or workspace.location
+        return WorkspaceRef(workspace.subscription_id, workspace.resource_group, name, location, dict(rest.tags or {}))
 
     @translated
     def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]:
@@ -164,34 +201,35 @@ class AzureMLGateway:
 
     # -- writes --------------------------------------------------------------------------
     @translated
-    def request_stop(self, workspace: WorkspaceRef, name: str) -> None:
-        """Send the stop request (202 Accepted); completion is confirmed by listing.
+    def request_stop(self, workspace: WorkspaceRef, name: str) -> Optional[str]:
+        """Send the stop request (202 Accepted); completion is confirmed by listing. Returns the
+        operation's URL (the 202's ``Location``), which :meth:`operation_status` reads.
 
         On failure the exception carries ``earlier_statuses``: what azure-core's own earlier
         attempts got (e.g. ``[500]`` before a 409: the first attempt may have been carried out).
         """
-        self._action("begin_stop", workspace, name)
+        return self._action("begin_stop", workspace, name)
 
     @translated
-    def request_start(self, workspace: WorkspaceRef, name: str) -> None:
-        """Send the start request (202 Accepted); completion is confirmed by listing (failures
-        carry ``earlier_statuses`` as in :meth:`request_stop`)."""
-        self._action("begin_start", workspace, name)
+    def request_start(self, workspace: WorkspaceRef, name: str) -> Optional[str]:
+        """Send the start request (202 Accepted); completion is confirmed by listing (returns and
+        failures as in :meth:`request_stop`)."""
+        return self._action("begin_start", workspace, name)
 
-    def _action(self, method: str, workspace: WorkspaceRef, name: str) -> None:
+    def _action(self, method: str, workspace: WorkspaceRef, name: str) -> Optional[str]:
         ops = self._ops(workspace.subscription_id)
         statuses: List[int] = []
+        locations: List[Optional[str]] = []
+
+        def hook(response: Any) -> None:
+            statuses.append(response.http_response.status_code)
+            locations.append(response.http_response.headers.get("Location") or response.http_response.headers.get("Azure-AsyncOperation"))
 
         def call() -> None:
             statuses.clear()
+            locations.clear()
             # The hook sees every attempt azure-core's RetryPolicy makes (it runs inside the retry loop).
-            getattr(ops, method)(
-                workspace.resource_group,
-                workspace.name,
-                name,
-                polling=False,
-                raw_response_hook=lambda response: statuses.append(response.http_response.status_code),
-            )
+            getattr(ops, method)(workspace.resource_group, workspace.name, name, polling=False, raw_response_hook=hook)
 
         try:
             # A 401 means the request was not authorized, so nothing happened: sending it again is safe.
@@ -199,6 +237,49 @@ class AzureMLGateway:
         except Exception as exc:
             exc.earlier_statuses = statuses[:-1]  # type: ignore[attr-defined]
             raise
+        return locations[-1] if locations else None
+
+    @translated
+    def operation_status(self, subscription_id: str, url: str) -> OperationStatus:
+        """Read a start/stop operation once (its 202 ``Location``): 202 running, 200/204 succeeded,
+        an error status failed with the service's code. A wrong-state start/stop is accepted and
+        fails only here (docs/platform.md, "Azure ML compute instances": wrong-state fails late)."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        ops = self._ops(subscription_id)
+
+        def call() -> Any:
+            self._read_token(subscription_id)
+            response = ops._client.send_request(HttpRequest("GET", url))
+            if response.status_code in (401, 403, 404, 408, 429) or response.status_code >= 500:
+                # Not the operation's own failure: our read failed (the caller falls back to the listing).
+                raise HttpResponseError(response=response)
+            return response
+
+        try:
+            response = call()
+        except HttpResponseError as exc:
+            if exc.status_code != 401:
+                raise
+            response = call()  # an expired token: once more with a fresh one, as for every other read
+        if response.status_code == 202:
+            return OperationStatus(RUNNING)
+        if response.status_code in (200, 204):
+            try:
+                body = response.json() if response.text() else {}
+            except ValueError:
+                body = {}
+            status = str((body or {}).get("status", "Succeeded")) if isinstance(body, dict) else "Succeeded"
+            if status.lower() in ("failed", "canceled", "cancelled"):
+                error = body.get("error") or {}
+                return OperationStatus(FAILED_OP, str(error.get("code", status)), str(error.get("message", "")))
+            return OperationStatus(RUNNING if status.lower() in ("inprogress", "running", "accepted") else SUCCEEDED)
+        try:
+            error = (response.json() or {}).get("error") or {}
+        except ValueError:
+            error = {}
+        return OperationStatus(FAILED_OP, str(error.get("code") or f"HTTP {response.status_code}"), str(error.get("message") or ""), response.status_code)
 
     @translated
     def put_compute_tags(self, workspace: WorkspaceRef, name: str, transform: Callable[[Dict[str, str]], Dict[str, str]]) -> None:
@@ -261,13 +342,17 @@ class MLGateway(Protocol):
 
     def list_workspaces(self, subscription_id: str, resource_group: Optional[str] = None) -> List[WorkspaceRef]: ...
 
+    def get_workspace(self, workspace: WorkspaceRef) -> WorkspaceRef: ...
+
     def list_compute_instances(self, workspace: WorkspaceRef) -> List[ComputeInstanceRecord]: ...
 
     def get_compute_instance(self, workspace: WorkspaceRef, name: str) -> ComputeInstanceRecord: ...
 
-    def request_stop(self, workspace: WorkspaceRef, name: str) -> None: ...
+    def request_stop(self, workspace: WorkspaceRef, name: str) -> Optional[str]: ...
 
-    def request_start(self, workspace: WorkspaceRef, name: str) -> None: ...
+    def request_start(self, workspace: WorkspaceRef, name: str) -> Optional[str]: ...
+
+    def operation_status(self, subscription_id: str, url: str) -> OperationStatus: ...
 
     def put_compute_tags(self, workspace: WorkspaceRef, name: str, transform: Callable[[Dict[str, str]], Dict[str, str]]) -> None: ...
 
@@ -284,7 +369,12 @@ def _list_rg(client: Any, resource_group: str) -> Any:
 
 
 def to_record(workspace: WorkspaceRef, entity: Any) -> ComputeInstanceRecord:
-    """Convert an azure-ai-ml ComputeInstance entity into our record."""
+    """Convert an azure-ai-ml ComputeInstance entity into our record.
+
+    azure-ai-ml 1.35 hands ``last_operation`` over as the REST dict with camelCase keys
+    (``operationName``, ``operationStatus``, ``operationTrigger``; docs/platform.md, "Azure ML compute
+    instances"); snake_case keys are accepted too in case a version converts them.
+    """
     user = getattr(entity, "create_on_behalf_of", None)
     last = getattr(entity, "last_operation", None) or {}
     state = getattr(entity, "state", None)
@@ -299,6 +389,50 @@ def to_record(workspace: WorkspaceRef, entity: Any) -> ComputeInstanceRecord:
         assigned_user_object_id=getattr(user, "user_object_id", None) if user else None,
         assigned_user_tenant_id=getattr(user, "user_tenant_id", None) if user else None,
         idle_shutdown_minutes=int(idle) if idle else None,
-        last_operation=(last.get("operation_name") if isinstance(last, dict) else None),
+        last_operation=_last(last, "operationName", "operation_name"),
+        last_operation_trigger=_last(last, "operationTrigger", "operation_trigger"),
+        last_operation_status=_last(last, "operationStatus", "operation_status"),
+        stop_schedules=_stop_schedules(getattr(entity, "schedules", None)),
         created_on=str(getattr(entity, "created_on", None) or "") or None,
     )
+
+
+def _last(last: Any, camel: str, snake: str) -> Optional[str]:
+    if not isinstance(last, dict):
+        last = {camel: getattr(last, snake, None)}
+    value = last.get(camel, last.get(snake))
+    value = getattr(value, "value", value)
+    return str(value) if value else None
+
+
+def _stop_schedules(schedules: Any) -> Tuple[CISchedule, ...]:
+    """The CI's enabled Stop schedules (ComputeSchedules.compute_start_stop) as records; unreadable ones are skipped."""
+    out = []
+    for item in getattr(schedules, "compute_start_stop", None) or []:
+        try:
+            action = str(getattr(item.action, "value", item.action) or "")
+            status = str(getattr(item.state, "value", item.state) or "Enabled")
+            if action.lower() != "stop" or status.lower() != "enabled":
+                continue
+            trigger = item.trigger
+            zone = getattr(trigger, "time_zone", None) or "UTC"
+            kind = str(getattr(getattr(trigger, "type", None), "value", getattr(trigger, "type", ""))).lower()
+            if kind == "cron":
+                out.append(CISchedule("Stop", "cron", zone, expression=str(trigger.expression or "")))
+            else:
+                pattern = getattr(trigger, "schedule", None)
+                out.append(
+                    CISchedule(
+                        "Stop",
+                        "recurrence",
+                        zone,
+                        frequency=str(getattr(trigger.frequency, "value", trigger.frequency) or ""),
+                        interval=int(getattr(trigger, "interval", 1) or 1),
+                        hours=tuple(int(h) for h in (getattr(pattern, "hours", None) or [])),
+                        minutes=tuple(int(m) for m in (getattr(pattern, "minutes", None) or [])),
+                        week_days=tuple(str(getattr(d, "value", d)) for d in (getattr(pattern, "week_days", None) or [])),
+                    )
+                )
+        except Exception:  # noqa: BLE001 - a schedule we cannot read is left out, never fails a listing
+            log.debug("Could not read a compute schedule", exc_info=True)
+    return tuple(out)

@@ -1,4 +1,5 @@
-"""Turn what the create runbook was given into a :class:`~shared.create.policy.CreateRequest` (pure).
+"""Turn what the create runbook was given into a :class:`~shared.create.policy.CreateRequest` (pure:
+no I/O; :func:`shared.create.run.request_from_args` picks the source and calls these).
 
 Two sources:
 
@@ -12,23 +13,42 @@ Two sources:
      "approval": {"approver": {"objectId", "userPrincipalName"}, "outcome": "Approve"}}
 
   The requester and the user the CI is assigned to come from ``responder`` (filled in by Teams),
-  never from card inputs;
+  never from card inputs; ``responder``, ``messageId`` and ``approval`` are read by
+  :func:`shared.teams.inbound.read_teams_response`, the one reader of a Teams response. It arrives
+  as the webhook's envelope (armoured or not) or ``--request-b64`` (:mod:`shared.automation.webhook`);
 - ordinary parameters (an operator, a schedule, the Automation "Create job" API): trusted as given.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+import logging
+from typing import Any, Dict, List, Optional, Sequence
 
 from shared.create.policy import NAME_CARD_REGEX, CreateRequest, match_size
 from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef, is_resource_group_name, is_workspace_name
 from shared.sections import IDLE_MIN_MINUTES, CreateSection
 from shared.tags import clean_text
-from shared.teams.inbound import Approval, parse_approval
+from shared.teams.inbound import Approval, read_teams_response, read_text
+
+log = logging.getLogger(__name__)
 
 ACTION = "request_compute_instance"
-MAX_FIELD_CHARS = 1024  # anything longer is refused before it is looked at
+
+# The parameters that describe a request field by field (an operator, a schedule): not with a Teams body.
+FIELD_FLAGS = (
+    "name",
+    "size",
+    "user_object_id",
+    "user_tenant_id",
+    "requester",
+    "owner",
+    "approver",
+    "cost_center",
+    "idle_minutes",
+    "workspace_key",
+    "workspace_name",
+)
 
 
 class RequestError(ValueError):
@@ -74,11 +94,10 @@ def parse_idle_minutes(value: Any) -> Optional[int]:
 def request_from_teams(body: Any) -> CreateRequest:
     """Read a Teams flow body; raises RequestError with every problem found."""
     reasons: List[str] = []
-    if not isinstance(body, Mapping):
-        raise RequestError(["the request is not a JSON object"])
-    data = body.get("data")
-    if not isinstance(data, Mapping):
-        raise RequestError(["the request has no 'data' object with the card's inputs"])
+    envelope = read_teams_response(body, reasons, require_tenant=True, require_name=True)
+    if envelope is None:
+        raise RequestError(reasons)
+    data = envelope.data
     action = _text(data, "action", reasons)
     if action and action != ACTION:
         reasons.append(f"unknown action '{clean_text(action, 60)}': this runbook handles '{ACTION}'")
@@ -97,63 +116,33 @@ def request_from_teams(body: Any) -> CreateRequest:
         idle = parse_idle_minutes(data.get("idle_minutes"))
     except ValueError as exc:
         reasons.append(str(exc))
-    object_id, tenant_id, upn, mail = _responder(body.get("responder"), reasons)
-    approval, problems = parse_approval(body.get("approval"))
-    reasons += problems
-    message_id = _text(body, "messageId", reasons) or ""
     if reasons:
         raise RequestError(reasons)
-    assert workspace is not None
+    who = envelope.responder
+    assert workspace is not None and who is not None
+    upn = who.user_principal_name or who.email
     return CreateRequest(
         workspace=workspace,
         name=name,
         size=size,
-        user_object_id=object_id,
-        user_tenant_id=tenant_id,
+        user_object_id=who.object_id,
+        user_tenant_id=who.tenant_id,
         requester=upn,
-        requester_email=mail,
+        requester_email=who.email,
         owner=upn,  # the owner tag is the responder too: card inputs never name people
         cost_center=cost_center,
         idle_minutes=idle,
-        approval=approval,
-        request_id=message_id,
+        approval=envelope.approval,
+        request_id=envelope.message_id,
     )
 
 
-def _text(data: Mapping[str, Any], key: str, reasons: List[str], *, required: bool = False) -> Optional[str]:
-    value = data.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            reasons.append(f"'{key}' is missing")
-        return None
-    if not isinstance(value, str):
-        reasons.append(f"'{key}' must be text, not {type(value).__name__}")
-        return None
-    if len(value) > MAX_FIELD_CHARS:
-        reasons.append(f"'{key}' is {len(value)} characters long; far more than any valid value")
-        return None
-    return value.strip()
+def _text(data: Any, key: str, reasons: List[str], *, required: bool = False) -> Optional[str]:
+    return read_text(data, key, reasons, required=required)
 
 
-def _responder(value: Any, reasons: List[str]) -> Tuple[str, str, str, str]:
-    """``(object id, tenant id, UPN or else mail, mail)`` of the Teams responder."""
-    if not isinstance(value, Mapping):
-        reasons.append("the request does not say who responded ('responder' is missing): the Teams flow must pass the card's responder")
-        return "", "", "", ""
-    oid = _text(value, "objectId", reasons, required=True) or ""
-    tid = _text(value, "tenantId", reasons, required=True) or ""
-    mail = _text(value, "email", reasons) or ""
-    upn = _text(value, "userPrincipalName", reasons) or mail
-    for label, name in (("responder.userPrincipalName", upn), ("responder.email", mail)):
-        # Identities are compared as they are: cleaning "lead\u200b@x" into "lead@x" would make it someone else.
-        if name and clean_text(name) != name:
-            reasons.append(f"{label} '{clean_text(name, 60)}' contains characters no sign-in name has")
-    for label, guid in (("responder.objectId", oid), ("responder.tenantId", tid)):
-        if guid and not _GUID.match(guid):
-            reasons.append(f"{label} '{clean_text(guid, 60)}' is not a GUID")
-    if oid and not upn:
-        reasons.append("the responder has neither userPrincipalName nor email: the owner tag needs one")
-    return oid.lower(), tid.lower(), clean_text(upn), clean_text(mail)
+
+
 
 
 def approval_from_parameter(approver: Optional[str]) -> Optional[Approval]:

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
+from shared.automation.webhook import SOURCE_DIRECT, extract_request
 from shared.azure.ml_gateway import MLGateway
 from shared.create.policy import APPROVE, NEEDS_APPROVAL, REJECT, CreateDecision, CreateRequest, decide_create
-from shared.errors import GatewayError, NotFoundError, OperationFailedError, ServiceError
-from shared.models import FAILED, ComputeInstanceRecord, NewComputeInstance
+from shared.create.request import FIELD_FLAGS, RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
+from shared.errors import GatewayError, NotFoundError, OperationFailedError, ServiceError, UsageError
+from shared.models import FAILED, ComputeInstanceRecord, NewComputeInstance, WorkspaceRef
 from shared.report import CIResult, RunReport
 from shared.sections import CreateSection
 from shared.settings import Settings
+from shared.teams.inbound import check_shared_secret
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +236,56 @@ def _row(request: CreateRequest, outcome: str, detail: str, state: str, decision
         location=request.workspace.location,
         extra=extra,
     )
+
+
+# -- the request, from the runbook's parameters or a Teams body -----------------------------------
+
+
+def request_from_args(args: Any, loose: Sequence[Tuple[str, str]], settings: Settings, section: CreateSection) -> CreateRequest:
+    """The request the runbook's parameters describe; raises UsageError, RequestError or
+    shared.automation.webhook.WebhookInputError.
+
+    ``loose`` holds what :func:`shared.automation.webhook.split_argv` set apart (the webhook's envelope
+    or a WebhookData JSON value). A request that came through the webhook must carry the shared secret
+    (anyone holding the webhook URL can post); one started through the authenticated job API need not.
+    """
+    if loose or args.request is not None or args.request_b64 is not None or args.webhook_data is not None:
+        given = [f"--{f.replace('_', '-')}" for f in FIELD_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"a Teams request carries the whole request; do not combine it with {', '.join(given)}")
+        inbound = extract_request(loose, webhook_data=args.webhook_data, request=args.request, request_b64=args.request_b64)
+        if inbound.source != SOURCE_DIRECT:
+            problem = check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
+            if problem:
+                raise RequestError([problem])
+        log.info("Request from %s (%s)", inbound.origin, inbound.source)
+        return request_from_teams(inbound.body)
+    missing = [f"--{f.replace('_', '-')}" for f in ("name", "size", "user_object_id", "user_tenant_id", "requester") if not getattr(args, f)]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)} (or pass the Teams body with --request-b64)")
+    return CreateRequest(
+        workspace=_workspace_from_args(args),
+        name=args.name.strip(),
+        size=args.size.strip(),
+        user_object_id=args.user_object_id.strip().lower(),
+        user_tenant_id=args.user_tenant_id.strip().lower(),
+        requester=args.requester.strip(),
+        owner=(args.owner or "").strip(),
+        cost_center=(args.cost_center or "").strip(),
+        idle_minutes=args.idle_minutes,
+        approval=approval_from_parameter(args.approver),
+    )
+
+
+def _workspace_from_args(args: Any) -> WorkspaceRef:
+    if args.workspace_key:
+        if args.workspace_name:
+            raise UsageError("give the workspace once: --workspace-key or --workspace-name with --subscription/--resource-group")
+        try:
+            return parse_workspace_key(args.workspace_key)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    subs, rgs = args.subscription or [], args.resource_group or []
+    if not args.workspace_name or len(subs) != 1 or len(rgs) != 1:
+        raise UsageError("name the workspace: --workspace-key SUB/RG/WS, or --subscription, --resource-group and --workspace-name once each")
+    return parse_workspace_key(f"{subs[0]}/{rgs[0]}/{args.workspace_name}")

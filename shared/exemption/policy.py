@@ -4,7 +4,7 @@ Settings section ``exemption`` (read with ``settings.section("exemption", Exempt
 
     {"max_hours": 72, "approvers": ["lead@contoso.com", "<object id>"], "allow_assigned_user": true,
      "require_shared_secret": "X-CI-Governance-Secret", "time_zones": ["UTC", "Europe/Berlin"],
-     "default_time_zone": "UTC", "max_reason_length": 200, "tag_write_method": "tags_api",
+     "default_time_zone": "UTC", "max_reason_length": 200, "tag_write_method": "auto",
      "auto_approve_below": {"amount": 20, "currency": "USD"}}
 
 Cost rule: an exemption's estimated cost (list price of the CI's VM size x hours until it ends) below
@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 
 from shared.errors import SettingsError
-from shared.exemption.request import ExemptionRequest, Responder
+from shared.exemption.request import ExemptionRequest
 from shared.models import ComputeInstanceRecord, Money, PriceQuote, estimate_cost
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import Settings
-from shared.tags import TagNames, read_exemption
-from shared.teams.inbound import Approval, listed
+from shared.tags import TagNames, read_exemption_for
+from shared.teams.inbound import Approval, Responder, check_shared_secret, listed  # noqa: F401  (check_shared_secret: re-exported)
 from shared.times import format_instant
 
 # Verdicts of decide_exemption.
@@ -128,8 +128,6 @@ def cost_gate(cost: Optional[ExemptionCost], limit: Optional[CostLimit]) -> Opti
     return f"The estimated cost {money.format()} is not below the auto-approval limit {limit.money.format()}, so {who}."
 
 
-
-
 def is_approver(responder: Responder, section: ExemptionSection) -> bool:
     """True if the responder's object id or UPN is in ``approvers`` (case-insensitive).
 
@@ -225,10 +223,10 @@ def _basis(request: ExemptionRequest, ci: ComputeInstanceRecord, section: Exempt
     if section.allow_assigned_user and is_assigned_user(who, ci):
         return "assigned user"
     if request.is_cancel:
-        # read_exemption's status carries the exemption even when expired or partly malformed.
+        # The status carries the exemption even when expired or partly malformed; on the CI or its workspace.
         # The recorder is matched by UPN or object id only: the mail attribute is not unique in a
         # tenant (anyone whose mail equals someone's UPN could otherwise cancel their exemption).
-        current = read_exemption(ci.tags, _EPOCH, names).exemption
+        current = read_exemption_for(ci.tags, ci.workspace.tags, ci.name, _EPOCH, names).exemption
         if current is not None and current.by and current.by.strip().lower() in {who.user_principal_name.lower(), who.object_id.lower()} - {""}:
             return "requester of the current exemption"
     return ""

@@ -11,8 +11,9 @@ response", passed on as-is::
      "responseTime": "...", "messageId": "...", "submitActionId": "..."}
 
 plus, after the flow's approval step, ``"approval": {"outcome", "approver": {...}, "comments", ...}``
-(read by :func:`shared.teams.inbound.parse_approval`). Who asked is taken from ``responder`` (filled in by
-Teams), never from card inputs.
+(``responder``, ``messageId`` and ``approval`` are read by :func:`shared.teams.inbound.read_teams_response`,
+the one reader of a Teams response). Who asked is taken from ``responder`` (filled in by Teams), never
+from card inputs.
 :func:`validate_request` returns either a validated :class:`ExemptionRequest` or every reason
 to refuse it, in words the requester can act on.
 """
@@ -28,15 +29,14 @@ from shared.models import GUID as _GUID
 from shared.models import WorkspaceRef, is_resource_group_name, is_workspace_name
 from shared.sections import RequestRules
 from shared.tags import clean_text
-from shared.teams.inbound import Approval, parse_approval
+from shared.teams.inbound import MAX_FIELD_CHARS, Approval, Responder, as_sentence, read_teams_response, read_text
 from shared.times import format_instant, load_zone, local_to_utc
 
 REQUEST = "request_exemption"
 CANCEL = "cancel_exemption"
 ACTIONS = (REQUEST, CANCEL)
 
-# Longest text field we look at at all: anything longer is refused before any parsing.
-MAX_FIELD_CHARS = 1024
+__all__ = ["ACTIONS", "CANCEL", "MAX_FIELD_CHARS", "REQUEST", "ExemptionRequest", "Responder", "Validation", "describe_asked", "validate_request"]
 
 # Compute instance: 3-24 letters, digits and hyphens, starting with a letter (the service's own
 # create-time message). Stricter service rules only make the later lookup fail, never a wrong write.
@@ -45,22 +45,6 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 
 
-
-
-@dataclass(frozen=True)
-class Responder:
-    """The Teams user who submitted the card, as Teams reports them."""
-
-    object_id: str
-    tenant_id: str = ""
-    email: str = ""
-    user_principal_name: str = ""
-    display_name: str = ""
-
-    @property
-    def who(self) -> str:
-        """How the requester is named in tags and cards: UPN, else e-mail, else object id."""
-        return self.user_principal_name or self.email or self.object_id
 
 
 @dataclass(frozen=True)
@@ -108,21 +92,17 @@ def validate_request(body: Any, now: datetime, rules: RequestRules = RequestRule
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    reasons: List[str] = []
-    if not isinstance(body, Mapping):
-        return Validation(None, ("The request is not a JSON object.",), {})
-    data = body.get("data")
-    if not isinstance(data, Mapping):
-        return Validation(None, ("The request has no 'data' object with the card's inputs.",), {})
+    problems: List[str] = []
+    envelope = read_teams_response(body, problems)
+    if envelope is None:
+        return Validation(None, tuple(as_sentence(p) for p in problems), {})
+    data = envelope.data
     asked = describe_asked(data)
-
-    action = _text(data, "action", reasons, required=True)
+    action = read_text(data, "action", problems, required=True)
+    reasons = [as_sentence(p) for p in problems]
+    responder, message_id, approval = envelope.responder, envelope.message_id, envelope.approval
     if action and action not in ACTIONS:
         reasons.append(f"Unknown action '{_show(action)}': expected {' or '.join(ACTIONS)}.")
-    responder = _responder(body.get("responder"), reasons)
-    message_id = clean_text(_optional_text(body, "messageId", reasons) or "")  # as the exempt-request tag holds it
-    approval, problems = parse_approval(body.get("approval"))
-    reasons.extend(f"{p[:1].upper()}{p[1:]}." for p in problems)
     workspace = _workspace(_text(data, "workspace", reasons, required=True), reasons)
     ci_name = _text(data, "compute_instance", reasons, required=True)
     if ci_name and not _COMPUTE_INSTANCE.match(ci_name):
@@ -177,22 +157,11 @@ def _show(value: Any) -> str:
 
 
 def _text(data: Mapping[str, Any], key: str, reasons: List[str], *, required: bool) -> Optional[str]:
-    value = data.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            reasons.append(f"'{key}' is missing.")
-        return None
-    if not isinstance(value, str):
-        reasons.append(f"'{key}' must be text, not {type(value).__name__}.")
-        return None
-    if len(value) > MAX_FIELD_CHARS:
-        reasons.append(f"'{key}' is {len(value)} characters long; that is far more than any valid value.")
-        return None
-    return value.strip()
-
-
-def _optional_text(data: Mapping[str, Any], key: str, reasons: List[str]) -> Optional[str]:
-    return _text(data, key, reasons, required=False)
+    """One card input (shared.teams.inbound.read_text), its problem as a sentence."""
+    problems: List[str] = []
+    value = read_text(data, key, problems, required=required)
+    reasons.extend(as_sentence(p) for p in problems)
+    return value
 
 
 def _workspace(key: Optional[str], reasons: List[str]) -> Optional[WorkspaceRef]:
@@ -214,33 +183,6 @@ def _workspace(key: Optional[str], reasons: List[str]) -> Optional[WorkspaceRef]
         reasons.append(f"Workspace '{_show(key)}': '{_show(name)}' is not an Azure ML workspace name.")
         ok = False
     return WorkspaceRef(sub.lower(), rg, name) if ok else None
-
-
-def _responder(value: Any, reasons: List[str]) -> Optional[Responder]:
-    if not isinstance(value, Mapping):
-        reasons.append("The request does not say who responded ('responder' is missing): the Teams flow must pass the card's responder.")
-        return None
-    before = len(reasons)
-    oid = _text(value, "objectId", reasons, required=True)
-    if oid and not _GUID.match(oid):
-        reasons.append(f"responder.objectId '{_show(oid)}' is not an Entra object id (a GUID).")
-    fields = {k: _text(value, k, reasons, required=False) or "" for k in ("tenantId", "email", "userPrincipalName", "displayName")}
-    if fields["tenantId"] and not _GUID.match(fields["tenantId"]):
-        reasons.append(f"responder.tenantId '{_show(fields['tenantId'])}' is not an Entra tenant id (a GUID).")
-    for key in ("email", "userPrincipalName"):
-        # Identities are compared as they are: cleaning "lead\u200b@x" into "lead@x" would make it someone else.
-        if fields[key] and clean_text(fields[key]) != fields[key]:
-            reasons.append(f"responder.{key} '{_show(fields[key])}' contains characters no sign-in name has.")
-    if len(reasons) > before:
-        return None
-    assert oid is not None
-    return Responder(
-        object_id=oid.lower(),
-        tenant_id=fields["tenantId"].lower(),
-        email=clean_text(fields["email"]),
-        user_principal_name=clean_text(fields["userPrincipalName"]),
-        display_name=clean_text(fields["displayName"]),
-    )
 
 
 def _until(data: Mapping[str, Any], now: datetime, rules: RequestRules, reasons: List[str]) -> Tuple[Optional[datetime], str, str]:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from shared.automation.webhook import SOURCE_DIRECT, InboundRequest, check_shared_secret
+from shared.automation.webhook import SOURCE_DIRECT, InboundRequest
 from shared.azure.errors import describe_error
 from shared.azure.ml_gateway import MLGateway
 from shared.azure.tag_writer import TagWriter
@@ -33,7 +33,21 @@ from shared.pricing.cost import make_client
 from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection
 from shared.settings import Settings, workspace_in_scope
-from shared.tags import Exemption, TagNames, clean_text, exemption_tags, read_exemption, tag_value, validate_tag_value
+from shared.stop.policy import exemption_undermined_by
+from shared.tags import (
+    PLACE_CI,
+    PLACE_WORKSPACE,
+    Exemption,
+    TagNames,
+    clean_text,
+    exemption_tags,
+    read_exemption_for,
+    tag_value,
+    validate_tag_value,
+    workspace_exemption_tag,
+    workspace_exemption_value,
+)
+from shared.teams.inbound import check_shared_secret
 from shared.times import load_zone
 
 log = logging.getLogger(__name__)
@@ -335,54 +349,127 @@ def _lookup(request: ExemptionRequest, settings: Settings, gateway: MLGateway) -
 def _record(
     request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter, now: datetime, context: Dict[str, Any], approved_by: str
 ) -> _Outcome:
+    """Record on the CI's own tags (the writer's chain: Tags API, then a full PUT, each read back);
+    where the CI refuses or ignores them, on its workspace (one tag per CI, read back)."""
     assert request.until is not None
     context = {**context, "approved_by": approved_by or None}
-    status = read_exemption(ci.tags, now, names)
-    current = status.exemption
+    early = exemption_undermined_by(ci, now, request.until)
+    if early:
+        # Our tags bind the sweep, not the platform: say so on the card (docs/data-scientist.md).
+        context["ends_early"] = "It may stop before then anyway: " + "; ".join(early) + "."
+    ws_tags = ci.workspace.tags
+    ws_tag = workspace_exemption_tag(ci.name, names)
+    found = read_exemption_for(ci.tags, ws_tags, ci.name, now, names)
+    current = found.exemption
     # "Already recorded" only when what is recorded protects the CI: a malformed exemption with the
     # same request id (exempt-by emptied, say) would otherwise be left as it is, and the CI stopped.
-    if request.message_id and status.protects and current is not None and current.request_id == request.message_id and current.until == request.until:
+    if request.message_id and found.protects and current is not None and current.request_id == request.message_id and current.until == request.until:
+        context["recorded_on"] = _place_text(found.place, ci, ws_tag)
+        where = "workspace" if found.place == PLACE_WORKSPACE else "compute_instance"
         return _Outcome(
-            ALREADY_RECORDED, f"already recorded: exempt until {request.until_text} (message {request.message_id})", "exemption_approved", context, ci
+            ALREADY_RECORDED,
+            f"already recorded: exempt until {request.until_text} (message {request.message_id}; on the {found.place})",
+            "exemption_approved",
+            context,
+            ci,
+            {"recorded_on": where},
         )
-    tags = exemption_tags(Exemption(until=request.until, by=request.responder.who, reason=request.reason, request_id=request.message_id), names)
+    exemption = Exemption(until=request.until, by=request.responder.who, reason=request.reason, request_id=request.message_id)
+    tags = exemption_tags(exemption, names)
     if approved_by or tag_value(ci.tags, names.exempt_approved_by) is not None:
         # Emptied rather than left: a new exemption must not inherit an earlier one's approver.
         tags[names.exempt_approved_by] = validate_tag_value(clean_text(approved_by))
+    if not request.message_id and tag_value(ci.tags, names.exempt_request) is not None:
+        # Emptied too: an earlier request's id would make a later repeat of THAT request look recorded.
+        tags[names.exempt_request] = ""
+    place, fallback_note = PLACE_CI, ""
     try:
         written = writer.merge(ci.workspace, ci.name, tags, current=ci.tags)
-    except Exception as exc:  # noqa: BLE001 - TagWriteError or an Azure error: reported, nothing else to undo
-        return _failed(f"The exemption could not be recorded: {_write_problem(exc)}", context, ci)
-    how = f"{written.method}, after falling back" if written.fell_back else written.method
+        how = f"{written.method}, after falling back" if written.fell_back else written.method
+    except Exception as exc:  # noqa: BLE001 - TagWriteError or an Azure error: try the workspace
+        fallback_note = _write_problem(exc)
+        log.warning("The compute instance did not take the exemption tags (%s); recording it on workspace %s", fallback_note, ci.workspace.name)
+        try:
+            written = writer.merge_workspace(ci.workspace, {ws_tag: workspace_exemption_value(exemption, approved_by)}, current=ws_tags)
+        except Exception as ws_exc:  # noqa: BLE001
+            problem = f"on the compute instance: {fallback_note}; on its workspace: {_write_problem(ws_exc)}"
+            return _failed(f"The exemption could not be recorded: {problem}", context, ci)
+        place, how = PLACE_WORKSPACE, f"workspace tag {ws_tag}"
+    if place == PLACE_CI and tag_value(ws_tags, ws_tag) is not None:
+        _remove_quietly(lambda: writer.delete_workspace(ci.workspace, [ws_tag], current=ws_tags), f"the older workspace record {ws_tag}")
     approval = f", approved by {approved_by}" if approved_by else ""
-    detail = f"exempt until {request.until_text} by {request.responder.who}{approval} (tags written with {how})"
-    extra = {"tag_write_method": written.method, "tag_write_fell_back": written.fell_back, "approved_by": approved_by or None}
+    detail = f"exempt until {request.until_text} by {request.responder.who}{approval} (recorded on the {place}: {how})"
+    context["recorded_on"] = _place_text(place, ci, ws_tag)
+    extra = {
+        "undermined_by": early,
+        "tag_write_method": written.method,
+        "tag_write_fell_back": written.fell_back or place == PLACE_WORKSPACE,
+        "approved_by": approved_by or None,
+        "recorded_on": "workspace" if place == PLACE_WORKSPACE else "compute_instance",
+    }
+    if place == PLACE_WORKSPACE:
+        extra["workspace_tag"] = ws_tag
+        extra["compute_instance_refused"] = fallback_note
     return _Outcome(EXEMPTED, detail, "exemption_approved", context, ci, extra)
 
 
 def _cancel(request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagNames, writer: TagWriter) -> _Outcome:
+    """Remove the exemption from both places it may be recorded (the CI's tags and its workspace's)."""
     ours = [k for k in ci.tags if k.lower() in {n.lower() for n in names.exemption_keys}]
+    ws_tag = workspace_exemption_tag(ci.name, names)
+    on_ws = tag_value(ci.workspace.tags, ws_tag) is not None
     until = tag_value(ci.tags, names.exempt_until)
+    if until is None and on_ws:
+        until = tag_value(ci.workspace.tags, ws_tag)
     context: Dict[str, Any] = {
         "workspace": request.workspace.key,
         "compute_instance": ci.name,
         "cancelled_by": request.responder.who,
         "until_utc": until,
     }
-    if not ours:
+    if not ours and not on_ws:
         return _Outcome(CANCELLED, "had no exemption: nothing to remove", "exemption_cancelled", context, ci)
-    try:
-        written = writer.delete(ci.workspace, ci.name, names.exemption_keys, current=ci.tags)
-    except Exception as exc:  # noqa: BLE001
-        return _failed(f"The exemption could not be removed: {_write_problem(exc)}", _request_context(request), ci)
+    removed: List[str] = []
+    problems: List[str] = []
+    method = ""
+    fell_back = False
+    if ours:
+        try:
+            written = writer.delete(ci.workspace, ci.name, names.exemption_keys, current=ci.tags)
+            method, fell_back = written.method, written.fell_back
+            removed.append("compute instance tags")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"on the compute instance: {_write_problem(exc)}")
+    if on_ws:
+        try:
+            written = writer.delete_workspace(ci.workspace, [ws_tag], current=ci.workspace.tags)
+            method = method or written.method
+            removed.append(f"workspace tag {ws_tag}")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"on the workspace: {_write_problem(exc)}")
+    if problems:  # a record left in either place still protects the CI: the cancellation failed
+        return _failed(f"The exemption could not be removed: {'; '.join(problems)}", _request_context(request), ci)
     return _Outcome(
         CANCELLED,
-        f"exemption removed by {request.responder.who} (was until {until or 'unknown'})",
+        f"exemption removed by {request.responder.who} (was until {until or 'unknown'}; removed from {' and '.join(removed)})",
         "exemption_cancelled",
         context,
         ci,
-        {"tag_write_method": written.method, "tag_write_fell_back": written.fell_back},
+        {"tag_write_method": method, "tag_write_fell_back": fell_back, "removed_from": removed},
     )
+
+
+def _remove_quietly(action: Callable[[], Any], what: str) -> None:
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - best effort: the new record takes precedence anyway (shared.tags)
+        log.warning("Could not remove %s: %s", what, _write_problem(exc))
+
+
+def _place_text(place: str, ci: ComputeInstanceRecord, ws_tag: str) -> str:
+    if place == PLACE_WORKSPACE:
+        return f"the tags of workspace {ci.workspace.name} (tag {ws_tag}): this compute instance does not accept tag changes"
+    return "the compute instance's own tags"
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import FrozenSet, Mapping, Optional
 
 from shared.models import ALREADY_RUNNING, FAILED, FAILED_STATES, SKIPPED, STARTED, TRANSITION_STATES, WOULD_START, ComputeInstanceRecord
 from shared.sections import DAYS, FULL_DAY_NAMES, StartSection
-from shared.tags import TagNames, tag_value
+from shared.tags import PLACE_WORKSPACE, Exemption, ExemptionStatus, TagNames, read_exemption_for, tag_value
 from shared.times import load_zone
 
 # Outcomes: every CI in a start report ends with exactly one of these.
@@ -36,6 +36,7 @@ class StartDecision:
     start: bool
     outcome: str
     reason: str
+    exemption: Optional[ExemptionStatus] = None  # from the CI's tags or its workspace's (shared.tags)
 
     @property
     def act(self) -> bool:
@@ -43,9 +44,9 @@ class StartDecision:
         return self.start
 
     @property
-    def exemption_record(self) -> None:
-        """The morning start reads no exemption."""
-        return None
+    def exemption_record(self) -> Optional[Exemption]:
+        """A valid exemption, wherever it is recorded, for the report row (the start does not act on it)."""
+        return self.exemption.exemption if self.exemption is not None and self.exemption.protects else None
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,27 @@ def read_opt_in(tags: Mapping[str, str], names: TagNames = TagNames()) -> OptIn:
     return OptIn(True, frozenset(days))
 
 
-def decide_start(ci: ComputeInstanceRecord, today: date, section: StartSection, names: TagNames = TagNames()) -> StartDecision:
-    """Decide whether the morning start switches ``ci`` on, ``today`` being the local date."""
+def decide_start(
+    ci: ComputeInstanceRecord, today: date, section: StartSection, names: TagNames = TagNames(), now: Optional[datetime] = None
+) -> StartDecision:
+    """Decide whether the morning start switches ``ci`` on, ``today`` being the local date.
+
+    With ``now``, the CI's exemption (its own tags or its workspace's) is read too and reported with
+    the row; a Stopped CI whose valid exemption did not keep it running is said to be so.
+    """
+    decision = _decide_start(ci, today, section, names)
+    if now is None:
+        return decision
+    status = read_exemption_for(ci.tags, ci.workspace.tags, ci.name, now, names)
+    reason = decision.reason
+    if status.protects and (ci.state or "") == "Stopped":
+        where = " (recorded on the workspace)" if status.place == PLACE_WORKSPACE else ""
+        trigger = {"Schedule": "its own stop schedule", "IdleShutdown": "its own idle shutdown"}.get(ci.last_operation_trigger or "", "someone")
+        reason += f"; it is exempt{where} but was stopped by {trigger}"
+    return StartDecision(decision.start, decision.outcome, reason, status)
+
+
+def _decide_start(ci: ComputeInstanceRecord, today: date, section: StartSection, names: TagNames) -> StartDecision:
     opt = read_opt_in(ci.tags, names)
     if opt.problem:
         return StartDecision(False, SKIPPED, f"not started: {opt.problem}")

@@ -29,7 +29,7 @@ RUNBOOK = "start_compute_instances"
 def plan(instances: List[ComputeInstanceRecord], now: datetime, section: StartSection, settings: Settings) -> List[Tuple[ComputeInstanceRecord, StartDecision]]:
     """The decision for every CI (pure): what the start will do, also what the dry run shows."""
     today = local_today(now, section.time_zone)
-    return [(ci, decide_start(ci, today, section, settings.tags)) for ci in instances]
+    return [(ci, decide_start(ci, today, section, settings.tags, now)) for ci in instances]
 
 
 def run_start_sweep(

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import List, Optional
 
-from shared.models import ALREADY_STOPPED, EXEMPT, RUNNING_STATES, SKIPPED, STOPPED, TRANSITION_STATES, ComputeInstanceRecord
+from shared.models import (
+    ALREADY_STOPPED,
+    EXEMPT,
+    RUNNING_STATES,
+    SKIPPED,
+    STOPPED,
+    TRANSITION_STATES,
+    TRIGGER_IDLE_SHUTDOWN,
+    TRIGGER_SCHEDULE,
+    ComputeInstanceRecord,
+)
 from shared.sections import StopPolicy
-from shared.tags import EXPIRED, MALFORMED, Exemption, ExemptionStatus, TagNames, read_exemption
-from shared.times import format_instant
+from shared.tags import EXPIRED, MALFORMED, PLACE_WORKSPACE, Exemption, ExemptionStatus, TagNames, read_exemption_for
+from shared.times import cron_fires_between, format_instant, weekly_fires_between
 
 
 @dataclass(frozen=True)
@@ -39,15 +49,14 @@ class Decision:
 
 def decide_stop(ci: ComputeInstanceRecord, now: datetime, policy: StopPolicy = StopPolicy(), names: TagNames = TagNames()) -> Decision:
     """Decide what the nightly sweep does with ``ci`` at ``now`` (timezone-aware)."""
-    status = read_exemption(ci.tags, now, names)
+    # The CI's own tags, or its workspace's where the CI refused them (shared.tags: precedence).
+    status = read_exemption_for(ci.tags, ci.workspace.tags, ci.name, now, names)
     pattern = policy.excludes(ci)
     if pattern:
         return Decision(False, SKIPPED, f"excluded by policy (matches '{pattern}')", status)
     state = ci.state or "Unknown"
-    if state == "Stopped":
-        return Decision(False, ALREADY_STOPPED, "already stopped", status)
-    if state == "Stopping":
-        return Decision(False, ALREADY_STOPPED, "already stopping", status)
+    if state in ("Stopped", "Stopping"):
+        return Decision(False, ALREADY_STOPPED, f"already {state.lower()}{stopped_by_platform(ci)}", status)
     if state in TRANSITION_STATES:
         return Decision(False, SKIPPED, f"in transition ({state}): not touched", status)
     if state not in RUNNING_STATES:
@@ -55,7 +64,8 @@ def decide_stop(ci: ComputeInstanceRecord, now: datetime, policy: StopPolicy = S
     if status.protects:
         ex = status.exemption
         assert ex is not None
-        return Decision(False, EXEMPT, f"exempt until {format_instant(ex.until)} by {ex.by}", status)
+        where = " (recorded on the workspace)" if status.place == PLACE_WORKSPACE else ""
+        return Decision(False, EXEMPT, f"exempt until {format_instant(ex.until)} by {ex.by}{where}", status)
     if state == "JobRunning" and not policy.stop_job_running:
         return Decision(False, SKIPPED, "running a job (policy stop_job_running is off)", status)
     reason = "was Running" if state == "Running" else "was running a job (policy stop_job_running is on)"
@@ -64,3 +74,35 @@ def decide_stop(ci: ComputeInstanceRecord, now: datetime, policy: StopPolicy = S
     else:
         reason += ", no exemption"
     return Decision(True, STOPPED, reason, status)
+
+
+def stopped_by_platform(ci: ComputeInstanceRecord) -> str:
+    """`` (by its own schedule)`` / `` (by its own idle shutdown)`` when the CI's last Stop was the
+    platform's (lastOperation.operationTrigger), else empty: such a stop is not the sweep's."""
+    if (ci.last_operation or "").lower() != "stop":
+        return ""
+    if ci.last_operation_trigger == TRIGGER_SCHEDULE:
+        return " (by its own stop schedule)"
+    if ci.last_operation_trigger == TRIGGER_IDLE_SHUTDOWN:
+        return " (by its own idle shutdown)"
+    return ""
+
+
+def exemption_undermined_by(ci: ComputeInstanceRecord, now: datetime, until: datetime) -> List[str]:
+    """What on the CI itself may stop it before ``until`` despite an exemption (our tags do not bind
+    the platform): idle shutdown, and each enabled stop schedule that fires before ``until``. Pure."""
+    out: List[str] = []
+    if ci.idle_shutdown_minutes:
+        out.append(f"its idle shutdown stops it after {ci.idle_shutdown_minutes} minutes without activity")
+    for schedule in ci.stop_schedules:
+        try:
+            if schedule.kind == "cron":
+                fires = cron_fires_between(schedule.expression, schedule.time_zone, now, until)
+            else:
+                fires = weekly_fires_between(schedule.hours, schedule.minutes, schedule.week_days, schedule.time_zone, now, until)
+        except (ValueError, KeyError) as exc:
+            out.append(f"its stop schedule {schedule.text} may stop it (not understood here: {exc})")
+            continue
+        if fires is not None:
+            out.append(f"its own stop schedule {schedule.text} stops it at {format_instant(fires)}")
+    return out

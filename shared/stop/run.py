@@ -19,7 +19,7 @@ from shared.pricing.cost import PriceLookups, make_client, price_results
 from shared.report import RunReport
 from shared.sections import PricingSection, StopPolicy, StopSection
 from shared.settings import Settings
-from shared.stop.policy import Decision, decide_stop
+from shared.stop.policy import Decision, decide_stop, exemption_undermined_by
 from shared.times import format_instant
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def run_stop_sweep(
         except Exception:  # noqa: BLE001 - the estimate is extra: the sweep's report must come out regardless
             log.exception("Could not estimate the cost avoided; the report goes without it")
     report.extra["expiring_exemptions"] = expiring_exemptions(decisions, now, section.expiring_window_hours)
+    report.extra["undermined_exemptions"] = undermined_exemptions(decisions, now)
     report.finish()
     return report
 
@@ -103,3 +104,17 @@ def expiring_exemptions(decisions: List[Tuple[ComputeInstanceRecord, Decision]],
         if d.exemption.protects and ex is not None and ex.until <= horizon:
             out.append({"workspace": ci.workspace.name, "compute_instance": ci.name, "until": format_instant(ex.until), "by": ex.by})
     return sorted(out, key=lambda e: e["until"])
+
+
+def undermined_exemptions(decisions: List[Tuple[ComputeInstanceRecord, Decision]], now: datetime) -> List[Dict[str, Any]]:
+    """Valid exemptions that the CI's own idle shutdown or stop schedule may end early (our tags do not
+    bind the platform): the nightly report lists them so that their owners can change the CI."""
+    out = []
+    for ci, d in decisions:
+        ex = d.exemption.exemption
+        if d.exemption.protects and ex is not None:
+            why = exemption_undermined_by(ci, now, ex.until)
+            if why:
+                log.warning("Exemption of %s may end early: %s", ci.key, "; ".join(why))
+                out.append({"workspace": ci.workspace.name, "compute_instance": ci.name, "until": format_instant(ex.until), "undermined_by": why})
+    return out

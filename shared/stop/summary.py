@@ -24,6 +24,10 @@ def summary_context(report: RunReport) -> Dict[str, Any]:
         ]
         + [{"workspace": e["scope"], "compute_instance": "-", "outcome": "failed", "detail": e["error"]} for e in data["errors"]],
         "expiring": report.extra.get("expiring_exemptions", []),
+        "undermined": [
+            {"workspace": u["workspace"], "compute_instance": u["compute_instance"], "why": "; ".join(u["undermined_by"])}
+            for u in report.extra.get("undermined_exemptions", [])
+        ],
         **({"cost_avoided_text": report.extra["cost_avoided_text"]} if report.extra.get("cost_avoided_text") else {}),
     }
 
