@@ -29,20 +29,9 @@ def summary_context(report: RunReport) -> Dict[str, Any]:
 
 
 def post_nightly_summary(report: RunReport, settings: Settings, *, session: Optional[Any] = None) -> bool:
-    """Render and post the summary card; a failure is logged and recorded, never raised."""
-    from shared.teams.cards import CardError, render_card
-    from shared.teams.client import TeamsWorkflowClient
+    """Render and post the summary card to the configured channel (the admins' place); a failure is logged and recorded, never raised."""
+    from shared.teams.post import post_card
 
-    try:
-        card = render_card("nightly_summary", summary=summary_context(report))
-    except CardError as exc:
-        log.error("Could not render the nightly summary card: %s", exc)
-        report.extra["teams_summary_posted"] = False
-        return False
-    result = TeamsWorkflowClient(settings.teams.workflow_url or "", session=session).post_card(card)
-    report.extra["teams_summary_posted"] = result.ok
-    if result.ok:
-        log.info("Posted the nightly summary card to Teams (%d attempt(s))", result.attempts)
-    else:
-        log.error("Could not post the nightly summary card to Teams: %s", result.error)
-    return result.ok
+    posted = post_card("nightly_summary", {"summary": summary_context(report)}, settings.teams.workflow_url, session=session)
+    report.extra["teams_summary_posted"] = posted.ok
+    return posted.ok
