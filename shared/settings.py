@@ -18,6 +18,7 @@ import binascii
 import dataclasses
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
@@ -27,10 +28,9 @@ from shared.models import GUID as _GUID
 from shared.tags import TagNames
 
 T = TypeVar("T")
+_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
 KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing")
-
-
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class TeamsSettings:
     workflow_url: Optional[str] = None
     post_nightly_summary: bool = True
     shared_secret: Optional[str] = None
+    # Where approval cards go (with audience=approvers): one person's UPN or object id; None = the flow's approvers channel.
+    approvers_recipient: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     teams = build_dataclass(TeamsSettings, data.get("teams") or {}, "teams")
     if teams.workflow_url and not teams.workflow_url.startswith("https://"):
         raise SettingsError("teams.workflow_url must be an https:// URL")
+    if teams.approvers_recipient is not None and not (_UPN.match(teams.approvers_recipient) or _GUID.match(teams.approvers_recipient)):
+        raise SettingsError(f"teams.approvers_recipient must be a UPN or an Entra object id, not {teams.approvers_recipient!r}")
     return Settings(scope=scope, identity=identity, tags=tags, teams=teams, raw=dict(data))
 
 

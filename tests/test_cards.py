@@ -70,7 +70,7 @@ def contexts(text=None):
     exemption = {k: t(v) for k, v in EXEMPTION.items()}
     return {
         "exemption_request": dict(REQUEST, compute_instance=t("ci-ann-gpu"), workspace=WORKSPACES[0]["value"]),
-        "exemption_approved": dict(exemption, cost_text=t("About EUR 14 (2 nights of Standard_NC6s_v3)")),
+        "exemption_approved": dict(exemption, cost_text=t("About EUR 14 (2 nights of Standard_NC6s_v3)"), workspace_label=t("ws-dev (rg-ml-dev)")),
         "exemption_pending_approval": dict(exemption, approvers=[t("Bo Boss"), t("Cy Chief")], cost_text=t("About EUR 140")),
         "exemption_rejected": dict(exemption, reasons=[t("72 hours at most"), t("Not a compute instance you may exempt")]),
         "exemption_cancelled": dict(workspace=exemption["workspace"], compute_instance=exemption["compute_instance"], cancelled_by=t("Ann"), until_utc=t("x")),
@@ -237,8 +237,13 @@ def test_request_form_without_workspaces_asks_for_text():
 def test_approved_card_shows_the_facts_and_offers_cancel():
     card = render_card("exemption_approved", **contexts()["exemption_approved"])
     shown = texts(card)
-    for value in EXEMPTION.values():
-        assert value in shown
+    for key, value in EXEMPTION.items():
+        if key == "until_utc":  # shown in each reader's own time zone by Teams
+            assert "{{DATE(2026-11-25T07:00:00Z, SHORT)}} {{TIME(2026-11-25T07:00:00Z)}}" in shown
+        elif key == "workspace":  # the key travels only in the data; people read the name
+            assert "ws-dev (rg-ml-dev)" in shown and value in json.dumps(card["actions"])
+        else:
+            assert value in shown
     assert "About EUR 14 (2 nights of Standard_NC6s_v3)" in shown
     assert card["actions"] == [
         {

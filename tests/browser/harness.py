@@ -172,6 +172,14 @@ class CardBrowser:
                 control.set_checked(value.lower() == "true")
             elif kind.startswith(("input:", "textarea:")):
                 control.fill(value)
+            elif kind.startswith("div:") and control.locator("input[type=text]").count() == 1:
+                # Input.ChoiceSet "filtered" (typeahead): a text box whose text is matched against the choice titles.
+                title = page.evaluate(
+                    "([id, v]) => { const i = window.__card.getAllInputs().find(x => x.id === id);"
+                    " const c = (i.choices || []).find(c => c.value === v); return c ? c.title : v; }",
+                    [input_id, value],
+                )
+                control.locator("input[type=text]").fill(title)
             else:
                 raise HarnessError(f"input {input_id!r} renders as {kind!r}, which this harness cannot fill")
 
