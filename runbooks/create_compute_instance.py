@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from datetime import datetime
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 try:
     import shared  # noqa: F401  (installed as a package in Azure Automation)
@@ -37,7 +37,7 @@ from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
 from shared.create.policy import CreateRequest
 from shared.create.request import RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
-from shared.create.run import RUNBOOK, run_create
+from shared.create.run import RUNBOOK, answer_unusable, run_create
 from shared.errors import SettingsError, UsageError
 from shared.exemption.policy import check_shared_secret
 from shared.models import WorkspaceRef
@@ -127,15 +127,21 @@ def _workspace(args: Any) -> WorkspaceRef:
 
 
 def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
-    """Handle one creation request; returns the process exit code."""
+    """Handle one creation request; returns the process exit code. A request from Teams is answered in Teams."""
     configure_logging()
     try:
         # A webhook's WebhookData arrives as a positional JSON value: set it apart before argparse.
         loose, rest = split_argv(flatten_argv(list(sys.argv[1:] if argv is None else argv)))
         args, settings = parse_and_load(build_parser(), rest)
         section = settings.section("create", CreateSection)
+    except (UsageError, SettingsError, ValueError) as exc:
+        return usage_failure(str(exc), RUNBOOK)
+    from_teams = bool(loose) or any(getattr(args, f) is not None for f in ("request", "request_b64", "webhook_data"))
+    try:
         request = request_from_args(args, loose, settings, section)
-    except (UsageError, SettingsError, RequestError, ValueError) as exc:
+    except (UsageError, RequestError, ValueError) as exc:
+        if from_teams:
+            _answer_unusable(args, loose, settings, section, exc, run_kwargs.get("session"))
         return usage_failure(str(exc), RUNBOOK)
     log.info(
         "Create request%s: %s in %s, size %s, for %s (requested by %s)",
@@ -150,9 +156,23 @@ def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: O
         cred, who = get_credential(settings.identity.client_id, credential=credential)
         log.info("Signed in with %s", who)
         gateway = AzureMLGateway(cred, polling_interval=section.polling_interval_seconds)
-    report = run_create(gateway, request, settings, now=now, dry_run=args.dry_run, **run_kwargs)
+    report = run_create(gateway, request, settings, now=now, dry_run=args.dry_run, answer=from_teams, **run_kwargs)
     emit_report(report, args.summary_file)
     return report.exit_code
+
+
+def _answer_unusable(args: Any, loose: Sequence[Tuple[str, str]], settings: Settings, section: CreateSection, exc: Exception, session: Any) -> None:
+    """Two voices for a Teams request the runbook cannot use: the admins get the full text; the person who
+    asked (when known, and only when the request carried the shared secret) reads "could not be processed"."""
+    body, secret_ok = None, False
+    try:
+        inbound = extract_request(loose, webhook_data=args.webhook_data, request=args.request, request_b64=args.request_b64)
+        body = inbound.body
+        secret_ok = inbound.source == SOURCE_DIRECT or not check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
+    except Exception:  # noqa: BLE001 - unreadable: nobody to answer
+        pass
+    responder = body.get("responder") if isinstance(body, Mapping) and secret_ok else None
+    answer_unusable(responder, [str(exc)], settings, session=session)
 
 
 if __name__ == "__main__":

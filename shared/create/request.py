@@ -28,6 +28,10 @@ from shared.tags import clean_text
 from shared.teams.inbound import Approval, parse_approval
 
 ACTION = "request_compute_instance"
+# What the approval card's Approve / Reject buttons send (posted by the create runbook itself, answered by an
+# approver in Teams): {"action": APPROVAL_ACTION, "outcome", "request": <the request's data>, "requester":
+# <the requester's responder object>, "request_message_id", "comments"}; the approver is the ``responder``.
+APPROVAL_ACTION = "compute_approval"
 MAX_FIELD_CHARS = 1024  # anything longer is refused before it is looked at
 
 
@@ -66,13 +70,19 @@ def parse_idle_minutes(value: Any) -> Optional[int]:
 
 
 def request_from_teams(body: Any) -> CreateRequest:
-    """Read a Teams flow body; raises RequestError with every problem found."""
+    """Read a Teams flow body; raises RequestError with every problem found.
+
+    An approver's press on the approval card (``data.action`` :data:`APPROVAL_ACTION`) is read as the
+    original request with ``approval`` = the presser (the Teams ``responder``), their outcome and comment.
+    """
     reasons: List[str] = []
     if not isinstance(body, Mapping):
         raise RequestError(["the request is not a JSON object"])
     data = body.get("data")
     if not isinstance(data, Mapping):
         raise RequestError(["the request has no 'data' object with the card's inputs"])
+    if data.get("action") == APPROVAL_ACTION:
+        return request_from_teams(approval_as_request(body))
     action = _text(data, "action", reasons)
     if action and action != ACTION:
         reasons.append(f"unknown action '{clean_text(action, 60)}': this runbook handles '{ACTION}'")
@@ -111,6 +121,24 @@ def request_from_teams(body: Any) -> CreateRequest:
         approval=approval,
         request_id=message_id,
     )
+
+
+def approval_as_request(body: Mapping[str, Any]) -> Dict[str, Any]:
+    """The approval card's answer as the request it approves: the request's data and requester from the
+    button's data (which the runbook wrote), the approver from the Teams ``responder`` (never typed in)."""
+    data = body["data"]
+    request, requester, approver = data.get("request"), data.get("requester"), body.get("responder")
+    problems = []
+    if not isinstance(request, Mapping) or request.get("action") != ACTION:
+        problems.append("the approval answer does not carry the request it approves ('data.request')")
+    if not isinstance(requester, Mapping):
+        problems.append("the approval answer does not say who asked ('data.requester')")
+    if not isinstance(approver, Mapping):
+        problems.append("the approval answer does not say who answered ('responder' is missing): the Teams flow must pass the card's responder")
+    if problems:
+        raise RequestError(problems)
+    approval = {"approver": dict(approver), "outcome": data.get("outcome"), "comments": data.get("comments") or ""}
+    return {"data": dict(request), "responder": dict(requester), "messageId": data.get("request_message_id") or "", "approval": approval}
 
 
 def _text(data: Mapping[str, Any], key: str, reasons: List[str], *, required: bool = False) -> Optional[str]:
