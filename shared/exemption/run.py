@@ -31,11 +31,11 @@ from shared.azure.discovery import discover, workspace_in_scope
 from shared.azure.errors import describe_error
 from shared.azure.tag_writer import TagWriter
 from shared.errors import GatewayError, NotFoundError, ServiceError, TagWriteError
-from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, check_shared_secret, decide_exemption
+from shared.exemption.policy import NEEDS_APPROVAL, REJECT, PolicyDecision, check_shared_secret, decide_exemption
 from shared.exemption.request import ACTIONS, REQUEST, ExemptionRequest, Validation, describe_asked, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef
 from shared.pricing.client import RetailPriceClient, hours_until
-from shared.pricing.cost import make_client
+from shared.pricing.cost import CICost, make_client
 from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection
 from shared.settings import Settings
@@ -76,7 +76,7 @@ _FIELD_WORDS = {
 # body plus "approval" before it reaches the runbook, so arriving here as-is means the flow skipped that.
 APPROVAL_ACTION = "exemption_approval"
 
-Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames, Optional[ExemptionCost]], PolicyDecision]
+Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames, Optional[CICost]], PolicyDecision]
 
 
 @dataclass
@@ -260,7 +260,7 @@ def price_client(settings: Settings, section: ExemptionSection, session: Any = N
     return make_client(pricing, session)
 
 
-def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord, prices: RetailPriceClient, now: datetime) -> ExemptionCost:
+def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord, prices: RetailPriceClient, now: datetime) -> CICost:
     """The list-price cost of ``ci`` running from ``now`` until the request's end; never raises (unknown instead)."""
     assert request.until is not None
     size, region = ci.vm_size or "", ci.location or ""
@@ -276,8 +276,8 @@ def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord
         if quote is None and not reason:
             # The client logs the exact cause (HTTP error, no Linux pay-as-you-go item) in the job output.
             reason = f"no list price for {size} in {region} (the lookup failed or the size has no Linux pay-as-you-go price; see the job log)"
-    cost = ExemptionCost(size, region, hours_until(now, request.until), request.until, prices.currency, quote, reason)
-    log.info("Estimated cost of %s: %s", ci.key, cost.text)
+    cost = CICost(ci.key, size, region, hours_until(now, request.until), quote, request.until, prices.currency, reason)
+    log.info("Estimated cost of %s: %s", ci.key, cost.estimate_text)
     return cost
 
 
@@ -389,9 +389,9 @@ def _decided(
     names: TagNames,
     writer: TagWriter,
     now: datetime,
-    cost: Optional[ExemptionCost],
+    cost: Optional[CICost],
 ) -> _Outcome:
-    asked = {**_request_context(request), **({"cost_text": cost.text} if cost else {})}
+    asked = {**_request_context(request), **({"cost_text": cost.estimate_text} if cost else {})}
     if decision.verdict == REJECT:
         return _rejected(list(decision.reasons), asked, ci)
     if decision.verdict == NEEDS_APPROVAL:
