@@ -11,6 +11,14 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def scope_label(scope: str) -> str:
+    """A scope that could not be read, as people name it: ``workspace <sub>/<rg>/<ws>`` → ``mlw-fraud (rg-ml-product)``,
+    ``subscription <id>`` unchanged (its id is its name here)."""
+    text = scope.removeprefix("workspace ").strip()
+    parts = text.split("/")
+    return f"{parts[2]} ({parts[1]})" if scope.startswith("workspace ") and len(parts) == 3 else scope
+
+
 def summary_context(report: RunReport) -> Dict[str, Any]:
     """The ``summary`` context of the ``nightly_summary`` card, built from a sweep report."""
     data = report.to_dict()
@@ -22,7 +30,7 @@ def summary_context(report: RunReport) -> Dict[str, Any]:
         "items": [
             {"workspace": r["workspace"], "compute_instance": r["compute_instance"], "outcome": r["outcome"], "detail": r["detail"]} for r in data["results"]
         ]
-        + [{"workspace": e["scope"], "compute_instance": "-", "outcome": "failed", "detail": e["error"]} for e in data["errors"]],
+        + [{"workspace": scope_label(e["scope"]), "compute_instance": "-", "outcome": "failed", "detail": e["error"]} for e in data["errors"]],
         "expiring": report.extra.get("expiring_exemptions", []),
         **({"cost_avoided_text": report.extra["cost_avoided_text"]} if report.extra.get("cost_avoided_text") else {}),
     }
