@@ -174,6 +174,7 @@ class CardBrowser:
     def fill(self, values: Dict[str, str]) -> None:
         """Fill inputs by card id, as a user would (dates as YYYY-MM-DD, times as HH:MM, choices by value)."""
         page = self._require_page()
+        page.evaluate("window.tagInputs()")
         for input_id, value in values.items():
             control = page.locator(f"[data-ac-id={_css_string(input_id)}]")
             if control.count() != 1:
