@@ -190,7 +190,7 @@ def test_the_warning_keeps_a_chosen_ci_with_one_tap_or_another_time(browser, pos
     ((warning,),) = [warning_cards([(Recipient(UPN, "ada@contoso.com"), cis)], now + timedelta(minutes=30), form)]
     card = render_card("stop_warning", **warning.context)
     # One tap: the pick's date and time, the chosen CI and the pre-filled reason; the hidden "other time" inputs are not sent.
-    data = browser.render_fill_submit(card, {"compute_instance": "ci-b"}, "Until Tue 09:00")
+    data = browser.render_fill_submit(card, {"compute_instance": "ci-b"}, "Until Tue 09:00 CET")
     assert data == {
         "action": "request_exemption",
         "workspace": f"{SUB}/rg-ml-dev/ws-dev",

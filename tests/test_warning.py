@@ -146,7 +146,7 @@ def test_the_form_suggests_the_next_morning_in_the_default_time_zone(now):
     assert form.max_date == "2026-11-26"  # 72 h from 19:00 UTC is 20:00 in Berlin on the 26th
     # One-tap picks: the next morning, and 24 h from now (to the quarter hour), both in the default zone.
     assert [(q.title, q.until_date, q.until_time, q.time_zone) for q in form.quick] == [
-        ("Until Tue 09:00", "2026-11-24", "09:00", "Europe/Berlin"),
+        ("Until Tue 09:00 CET", "2026-11-24", "09:00", "Europe/Berlin"),
         ("+24 h", "2026-11-24", "20:00", "Europe/Berlin"),
     ]
     assert exemption_form(now, morning, ["UTC"], "UTC", 12).quick[1:] == ()  # +24 h is over a 12-hour limit
@@ -248,11 +248,11 @@ def test_one_card_per_owner_and_workspace_with_a_ci_choice_one_tap_picks_and_ano
     assert f" STANDARD_DS3_V2, ~USD {DS3_V2_WESTEUROPE * 13:.2f} overnight" in shown and " STANDARD_DS3_V2, ~unknown overnight" in shown
     assert any("{{DATE(2026-11-23T19:30:00Z, SHORT)}} {{TIME(2026-11-23T19:30:00Z)}}" in t for t in shown)
     assert any(f"would cost about USD {DS3_V2_WESTEUROPE * 13:.2f} + 1 unknown" in t for t in shown)
-    assert [a["title"] for a in submits(card)] == ["Until Tue 08:00", "+24 h", "Keep running until then"]
+    assert [a["title"] for a in submits(card)] == ["Until Tue 08:00 UTC", "+24 h", "Keep running until then"]
     date_input = next(n for n in _inputs(card) if n["id"] == "until_date")
     assert (date_input["min"], date_input["max"]) == ("2026-11-23", "2026-11-26")
     # One tap: the pick's data plus the chosen CI and the (prefilled) reason is a complete, valid request.
-    for title, until in (("Until Tue 08:00", "2026-11-24T08:00:00Z"), ("+24 h", "2026-11-24T19:00:00Z")):
+    for title, until in (("Until Tue 08:00 UTC", "2026-11-24T08:00:00Z"), ("+24 h", "2026-11-24T19:00:00Z")):
         body = submission(card, "ci-c", responder(), title)
         validation = validate_request(body, now, RequestRules(max_hours=72))
         assert validation.ok, validation.reasons
@@ -482,3 +482,22 @@ def test_runs_as_a_script_from_a_checkout(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1].split(" ", 1)[1])["error"].startswith("no subscription")
+
+
+def test_a_fleet_too_big_for_the_lead_time_is_paced_and_told_to_the_job_output_and_the_admins(arm, ml, now, capsys, teams):
+    ws = ml.add_workspace(SUB1, "rg-a", "mlw-one")
+    for i in range(27):
+        ml.add_compute_instance(ws, f"ci-{i:02d}", tags={N.owner: f"user{i:02d}@contoso.com"})
+    clock, waits = [0.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        clock[0] += seconds
+
+    code, summary, out = warn(arm, now, capsys, doc(teams, pricing={"enabled": False}, warning={"minutes_before": 5}), sleep=sleep, clock=lambda: clock[0])
+    assert code == 0 and [d["delivery"] for d in summary["deliveries"]] == ["posted"] * 27
+    assert summary["teams_capacity"]["fits"] is False and summary["teams_capacity"]["seconds_needed"] == 300
+    assert "ERROR   27 warning cards do not fit the 5-minute lead time" in out and "warning.minutes_before to at least 11" in out
+    assert waits == [300.0]  # the 26th card waits for the connector's window
+    notices = [(q, c) for q, c in teams.addressed_cards if str(c.get("fallbackText", "")).startswith("CI governance, for admins")]
+    assert len(notices) == 1 and "recipient" not in notices[0][0] and "wait" not in notices[0][0]

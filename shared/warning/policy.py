@@ -189,7 +189,7 @@ def exemption_form(now: datetime, suggested_until: datetime, time_zones: Sequenc
     if now < suggested_until <= now + timedelta(hours=max_hours):
         local = suggested_until.astimezone(zone)
         until_date, until_time = local.strftime("%Y-%m-%d"), local.strftime("%H:%M")
-        quick.append(_pick(f"Until {local:%a} {local:%H:%M}", suggested_until, default_time_zone))
+        quick.append(_pick(f"Until {local:%a %H:%M %Z}", suggested_until, default_time_zone))  # e.g. "Until Tue 09:00 CET"
     # "+24 h" from the moment the warning is read is unknowable: from the stop on the card's day, rounded up to the quarter hour.
     plus = (now + timedelta(hours=24)).replace(second=0, microsecond=0)
     plus += timedelta(minutes=(-plus.minute) % 15)
