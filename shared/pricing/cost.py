@@ -185,7 +185,8 @@ def avoided_text(estimate: CostEstimate, dry_run: bool) -> str:
     """The one line the nightly card and the report show, e.g. "Estimated cost avoided: USD 35.20 (…)"."""
     n = len(estimate.items)
     lead = "Estimated cost a real run would avoid" if dry_run else "Estimated cost avoided"
-    period = f"{estimate.hours:.1f} h each, until {format_instant(estimate.until)}"
+    # Read by people on the card and in the job output: a short UTC time, not ISO 8601 (the summary's cost_avoided.until has that).
+    period = f"{estimate.hours:.1f} h each, until {estimate.until.astimezone(timezone.utc):%a %d %b %H:%M} UTC"
     text = f"{lead}: {estimate.total_text()} ({n} compute instance{'s' if n != 1 else ''}, {period}, list prices)"
     if estimate.unknown:
         text += f"; price unknown for {estimate.unknown}"
