@@ -27,22 +27,26 @@ log = logging.getLogger(__name__)
 
 CONNECTOR_CALLS = 25  # per connection ...
 CONNECTOR_WINDOW_SECONDS = 300.0  # ... per 5 minutes
+# And the trigger itself throttles above 4 requests a second (msteams-docs add-incoming-webhook.md): stay under it.
+MIN_INTERVAL_SECONDS = 1 / 3
 
 
 class ConnectorPacer:
-    """At most ``calls`` posts in any ``window`` seconds (a sliding window); ``clock``/``sleep`` injectable."""
+    """At most ``calls`` posts in any ``window`` seconds (a sliding window), and at least ``min_interval``
+    seconds apart; ``clock``/``sleep`` injectable."""
 
     def __init__(
         self,
         calls: int = CONNECTOR_CALLS,
         window: float = CONNECTOR_WINDOW_SECONDS,
         *,
+        min_interval: float = MIN_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        if calls < 1 or window <= 0:
-            raise ValueError("calls must be at least 1 and window positive")
-        self.calls, self.window = calls, window
+        if calls < 1 or window <= 0 or min_interval < 0:
+            raise ValueError("calls must be at least 1, window positive and min_interval not negative")
+        self.calls, self.window, self.min_interval = calls, window, min_interval
         self._clock, self._sleep = clock, sleep
         self._sent: Deque[float] = deque()
         self.waited = 0.0  # seconds spent waiting, for the job output
@@ -60,6 +64,11 @@ class ConnectorPacer:
                 self._sleep(waited)
                 self.waited += waited
             self._sent.popleft()
+            now = self._clock()
+        if self._sent and now - self._sent[-1] < self.min_interval:
+            gap = self._sent[-1] + self.min_interval - now
+            self._sleep(gap)
+            waited += gap
             now = self._clock()
         self._sent.append(now)
         return waited
