@@ -499,6 +499,7 @@ def test_a_fleet_too_big_for_the_lead_time_is_paced_and_told_to_the_job_output_a
     assert summary["teams_capacity"]["fits"] is False and summary["teams_capacity"]["seconds_needed"] == 300
     assert "ERROR   27 warning cards do not fit the 5-minute lead time" in out and "warning.minutes_before to at least 11" in out
     assert [w for w in waits if w > 1] == [pytest.approx(300 - 24 / 3)]  # the 26th card waits for the connector's window
-    assert len([w for w in waits if w <= 1]) == 25  # and no two posts are closer than 1/3 s (the trigger's 4 per second)
+    small = [w for w in waits if w <= 1]  # no two posts closer than 1/3 s (the trigger's 4 per second)
+    assert len(small) >= 24 and all(w == pytest.approx(1 / 3) for w in small)
     notices = [(q, c) for q, c in teams.addressed_cards if str(c.get("fallbackText", "")).startswith("CI governance, for admins")]
     assert len(notices) == 1 and "recipient" not in notices[0][0] and "wait" not in notices[0][0]
