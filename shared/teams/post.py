@@ -65,8 +65,8 @@ class ConnectorPacer:
                 self.waited += waited
             self._sent.popleft()
             now = self._clock()
-        if self._sent and now - self._sent[-1] < self.min_interval:
-            gap = self._sent[-1] + self.min_interval - now
+        gap = self._sent[-1] + self.min_interval - now if self._sent else 0.0
+        if gap > 1e-6:
             self._sleep(gap)
             waited += gap
             now = self._clock()
