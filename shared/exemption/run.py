@@ -22,6 +22,7 @@ CI and its outcome.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -63,6 +64,7 @@ FAILED = "failed"
 FORM_ACTION = "request_exemption_form"
 # What a user reads when the wiring, not their request, is at fault (the full text goes to the admins).
 ADMIN_TOLD = "Your request could not be processed; your admin has been told."
+_SETTING_NAMES = re.compile(r"\s*\((?:scope|create|exemption|teams|pricing)\.[\w.]+\)")
 # Field ids in validation messages, in the words the form uses.
 _FIELD_WORDS = {
     "workspace": "Workspace",
@@ -207,10 +209,11 @@ def wiring_problems(body: Any) -> List[str]:
 
 
 def user_words(reason: str) -> str:
-    """A validation reason in the form's words: ``'until_time' is missing.`` → ``The time is missing.``"""
+    """A reason in the requester's words: the form's labels for field ids (``'until_time' is missing.`` →
+    ``The time is missing.``) and no settings names (``… (exemption.approvers)``: the job output keeps them)."""
     for key, words in _FIELD_WORDS.items():
         reason = reason.replace(f"'{key}' is missing", f"{words} is missing").replace(f"'{key}' is ", f"{words} is ")
-    return reason
+    return _SETTING_NAMES.sub("", reason)
 
 
 def tell_admins(title: str, problems: List[str], settings: Settings, requester: Address = CHANNEL, *, session: Any = None) -> bool:
@@ -393,7 +396,7 @@ def _decided(
 ) -> _Outcome:
     asked = {**_request_context(request), **({"cost_text": cost.estimate_text} if cost else {})}
     if decision.verdict == REJECT:
-        return _rejected(list(decision.reasons), asked, ci)
+        return _rejected([user_words(r) for r in decision.reasons], asked, ci, detail=" ".join(decision.reasons))
     if decision.verdict == NEEDS_APPROVAL:
         context = {**asked, "approvers": list(section.approvers), "approval_request": approval_card_data(request)}
         return _Outcome(PENDING_APPROVAL, "; ".join(decision.reasons) or "waiting for an approver", "exemption_pending_approval", context, ci)
