@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what tests/test_browser_card.py needs: Debian's Chromium (never a downloaded browser build)
-# and Microsoft's Adaptive Cards renderer from npm (tests/browser/package-lock.json).
+# Installs what tests/test_browser_card.py and ./dev cards need: Debian's Chromium (never a downloaded browser
+# build), an emoji font, and from npm (tests/browser/package-lock.json) Microsoft's Adaptive Cards renderer and
+# adaptivecards-designer for its Teams host configs.
 # Failures are warnings: the browser tests then skip and say why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,11 @@ apt_install() {
 if [ ! -x /usr/bin/chromium ]; then
   echo "Installing Debian's chromium" >&2
   apt_install chromium >/dev/null || echo "WARNING: could not install chromium with apt-get; the browser tests will be skipped" >&2
+fi
+
+# An emoji font, so ./dev cards shows the cards' state emoji as Teams does (optional: without it they render as boxes).
+if ! fc-list 2>/dev/null | grep -qi emoji; then
+  apt_install fonts-noto-color-emoji >/dev/null || echo "WARNING: could not install fonts-noto-color-emoji; ./dev cards previews show emoji as boxes" >&2
 fi
 
 if ! command -v npm >/dev/null 2>&1; then

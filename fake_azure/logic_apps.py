@@ -501,14 +501,16 @@ class FakeTeamsConnector:
 def press(card: Dict[str, Any], title: str, user: Dict[str, str], inputs: Optional[Dict[str, Any]] = None, message_id: str = "") -> Dict[str, Any]:
     """The response object Teams returns when ``user`` presses the Action.Submit titled ``title`` (prefix match) with
     ``inputs`` typed in: the action's data merged with the inputs, the responder from Teams (FACTS.md, "Microsoft Teams")."""
-    from shared.teams.cards import iter_elements
+    from shared.teams.routing import iter_elements
 
     actions = [e for e in iter_elements(card) if e.get("type") == "Action.Submit"] + [a for a in card.get("actions") or [] if a.get("type") == "Action.Submit"]
     action = next((a for a in actions if str(a.get("title", "")).startswith(title)), None)
     if action is None:
         raise KeyError(f"no Action.Submit titled {title!r} on the card: {[a.get('title') for a in actions]}")
+    # Action.Submit "data: Initial data that input fields will be combined with" (Adaptive Cards schema,
+    # Action.Submit): the card's input values are combined into the action's data, so an input wins.
     return {
-        "data": {**(inputs or {}), **(action.get("data") or {})},
+        "data": {**(action.get("data") or {}), **(inputs or {})},
         "responder": dict(user),
         "responseTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "messageId": message_id or uuid.uuid4().hex[:13],

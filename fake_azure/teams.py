@@ -51,9 +51,17 @@ class FakeTeamsWorkflow:
         self.url = url
         self.signature = parse_qs(parts.query).get("sig", [""])[-1]
         self.messages: List[Dict[str, Any]] = []
+        # (query, message) of every accepted post: the addressee travels in the query (docs/admin.md, "Routing contract").
+        self.deliveries: List[Tuple[Dict[str, str], Dict[str, Any]]] = []
         self.rejected: List[Tuple[int, str]] = []  # (status, reason) of every refused post
         self._lock = threading.Lock()
         server.route("POST", re.escape(parts.path), self._handle, host=f"{parts.scheme}://{parts.hostname}", authenticated=False)
+
+    @property
+    def addressed_cards(self) -> List[Tuple[Dict[str, str], Dict[str, Any]]]:
+        """(routing query, card) of every accepted post, in order: ``recipient``, ``recipient_type``, ``audience``, ``wait``."""
+        with self._lock:
+            return [(q, a["content"]) for q, m in self.deliveries for a in m["attachments"]]
 
     @property
     def cards(self) -> List[Dict[str, Any]]:
@@ -81,4 +89,5 @@ class FakeTeamsWorkflow:
             return self._reject(400, "InvalidTeamsMessage", problem)
         with self._lock:
             self.messages.append(message)
+            self.deliveries.append(({k: v for k, v in request.query.items() if k not in ("sig", "sp", "sv", "api-version")}, message))
         return FakeResponse(202, None)

@@ -37,11 +37,12 @@ from shared.automation.webhook import add_request_arguments, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.create.request import RequestError
-from shared.create.run import RUNBOOK, request_from_args, run_create
+from shared.create.run import RUNBOOK, answer_unusable_request, request_from_args, run_create
 from shared.errors import SettingsError, UsageError
 from shared.sections import CreateSection
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
+
 
 def build_parser() -> RunbookArgumentParser:
     """The runbook's parameters (shared ones from common_parser)."""
@@ -65,15 +66,21 @@ def build_parser() -> RunbookArgumentParser:
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:
-    """Handle one creation request; returns the process exit code."""
+    """Handle one creation request; returns the process exit code. A request from Teams is answered in Teams."""
     configure_logging()
     try:
         # A webhook's WebhookData arrives as a positional JSON value: set it apart before argparse.
         loose, rest = split_argv(flatten_argv(list(sys.argv[1:] if argv is None else argv)))
         args, settings = parse_and_load(build_parser(), rest)
         section = settings.section("create", CreateSection)
+    except (UsageError, SettingsError, ValueError) as exc:
+        return usage_failure(str(exc), RUNBOOK)
+    from_teams = bool(loose) or any(getattr(args, f) is not None for f in ("request", "request_b64", "webhook_data"))
+    try:
         request = request_from_args(args, loose, settings, section)
-    except (UsageError, SettingsError, RequestError, ValueError) as exc:
+    except (UsageError, RequestError, ValueError) as exc:
+        if from_teams:
+            answer_unusable_request(args, loose, settings, section, exc, run_kwargs.get("session"))
         return usage_failure(str(exc), RUNBOOK)
     log.info(
         "Create request%s: %s in %s, size %s, for %s (requested by %s)",
@@ -88,9 +95,11 @@ def main(
         cred, who = get_credential(settings.identity.client_id, credential=credential)
         log.info("Signed in with %s", who)
         gateway = AzureMLGateway(cred, polling_interval=section.polling_interval_seconds)
-    report = run_create(gateway, request, settings, now=now, dry_run=args.dry_run, **run_kwargs)
+    report = run_create(gateway, request, settings, now=now, dry_run=args.dry_run, answer=from_teams, **run_kwargs)
     emit_report(report, args.summary_file)
     return report.exit_code
+
+
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@
 
 Everything the runbook does goes through azure-ai-ml and azure-core to the fake control plane at
 the HTTP layer; nothing reaches the network. The sandbox then checks the report against what the
-fleet was seeded to produce, and shows the Teams card(s) the run posted.
+fleet was seeded to produce, and prints the Teams card(s) the run posted in a readable text form.
+
+    python -m sandbox cards [--out DIR]      every card the demos post, as PNG and HTML previews (./dev cards)
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from fake_azure import FakeArmServer
 from fake_azure.ml import FakeMachineLearning
 from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.teams import FakeTeamsWorkflow
+from sandbox.cardtext import show_new
 from sandbox.fleet import sandbox_settings, seed_fleet
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
-from shared.teams.cards import iter_elements
 
 
 class _Tee:
@@ -91,10 +93,8 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
     if summary.get("cost_avoided_text"):
         print(summary["cost_avoided_text"])
     if teams.cards:
-        card = teams.cards[-1]
-        title = next((e["text"] for e in iter_elements(card) if e.get("type") == "TextBlock" and isinstance(e.get("text"), str)), "")
-        size = len(json.dumps(card).encode("utf-8"))
-        print(f'Teams: posted the card "{title}" ({size / 1024:.1f} KB, Adaptive Card {card.get("version")}) to the fake Teams workflow')
+        print(f"Teams: the run posted {len(teams.cards)} card(s) to the fake Teams workflow:")
+        show_new(teams, 0, "sweep", "the nightly stop")
     if problems:
         print("Sandbox check FAILED:\n  " + "\n  ".join(problems))
         return 1
@@ -104,7 +104,9 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening", "teams"], help="what to run (default: sweep)")
+    parser.add_argument(
+        "command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening", "teams", "cards"], help="what to run (default: sweep)"
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
         return run_sweep(rest)
@@ -112,6 +114,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from sandbox.teams import main as run_teams
 
         return run_teams(rest)
+    if args.command == "cards":
+        from sandbox.cards import main as cards_main
+
+        return cards_main(rest)
     if args.command == "evening":
         from sandbox.evening import run_evening
 

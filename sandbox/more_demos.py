@@ -1,6 +1,6 @@
 """Sandbox demos of the create and morning-start runbooks against the built-in fake Azure.
 
-    run_create(extra_args)   requests for compute instances, as the Teams flow sends them
+    run_create(extra_args)   requests for compute instances, as the Teams flow sends them, each answered in Teams
     run_start(extra_args)    the weekday-morning start over the seeded fleet plus opted-in CIs
 
 Each demo runs the real runbook (through azure-ai-ml and azure-core, at the HTTP layer), prints
@@ -21,6 +21,8 @@ import responses
 
 from fake_azure import FakeArmServer
 from fake_azure.ml import FakeMachineLearning
+from fake_azure.teams import FakeTeamsWorkflow
+from sandbox.cardtext import show_new
 from sandbox.fleet import SUB_PRODUCT, SUB_RESEARCH, TENANT, seed_fleet
 from shared.report import SUMMARY_MARKER
 from shared.settings import encode_settings
@@ -115,12 +117,7 @@ def run_create(extra_args: List[str]) -> int:
         _Scenario(
             "A GPU size, no approval yet", _teams_body(vision, "ci-olga-gpu", "Standard_NC6s_v3", 21, "olga@contoso.com"), "needs_approval", "needs_approval"
         ),
-        _Scenario(
-            "The same GPU request after the flow's approval step",
-            _teams_body(vision, "ci-olga-gpu", "Standard_NC6s_v3", 21, "olga@contoso.com", approver="lead@contoso.com"),
-            "created",
-            "would_create",
-        ),
+        _Scenario("The team lead presses Approve on the approval card the runbook posted", {}, "created", "would_create"),
         _Scenario("A name Azure ML would refuse", _teams_body(nlp, "cpu-cluster-1", "Standard_DS3_v2", 22, "piet@contoso.com"), "rejected", "rejected"),
         _Scenario("A size that is not allowed", _teams_body(nlp, "ci-piet", "Standard_ND96asr_v4", 22, "piet@contoso.com"), "rejected", "rejected"),
         _Scenario(
@@ -130,7 +127,7 @@ def run_create(extra_args: List[str]) -> int:
     ]
     settings = {
         "scope": {"subscriptions": [SUB_RESEARCH, SUB_PRODUCT]},
-        "teams": {"shared_secret": SECRET},
+        "teams": {"shared_secret": SECRET, "workflow_url": "", "approvers_recipient": "lead@contoso.com"},
         "create": {
             "allowed_sizes": ["Standard_DS3_v2", "Standard_E4ds_v4", "Standard_NC6s_v3"],
             "sizes_needing_approval": ["STANDARD_NC*"],
@@ -142,6 +139,9 @@ def run_create(extra_args: List[str]) -> int:
     }
     problems = []
     with _fake_azure(create_seconds=0.5) as (server, ml):
+        teams = FakeTeamsWorkflow(server)
+        settings["teams"]["workflow_url"] = teams.url
+        seen = 0
         seed_fleet(ml, datetime.now(timezone.utc))
         ml.create_errors["ci-quota"] = (
             "QuotaExceeded",
@@ -149,25 +149,37 @@ def run_create(extra_args: List[str]) -> int:
         )
         print(f"Sandbox: fake Azure with {len(ml.workspaces)} workspaces; {len(scenarios)} requests arrive through the create runbook's webhook.")
         for i, sc in enumerate(scenarios, 1):
-            data = sc.body["data"]
+            if not sc.body:  # the approver answers the approval card of the request before
+                approval = next(c for q, c in teams.addressed_cards if q.get("audience") == "approvers")
+                press = next(a["data"] for a in approval["actions"] if a["title"] == "Approve")
+                lead = {"objectId": _user(99), "tenantId": TENANT, "userPrincipalName": "lead@contoso.com", "displayName": "Lena"}
+                sc = _Scenario(
+                    sc.title, {"data": {**press, "comments": "OK for this sprint"}, "responder": lead, "messageId": "msg-approve"}, sc.outcome, sc.dry_outcome
+                )
+            data = sc.body["data"].get("request") or sc.body["data"]
             print("=" * 100)
             print(f"{i}. {sc.title}: {data['name']} ({data['size']}) in {data['workspace'].split('/')[-1]}, from {sc.body['responder']['userPrincipalName']}")
+            asker = (sc.body["data"].get("requester") or sc.body["responder"])["userPrincipalName"]
             print("-" * 100)
-            writes_before = sum(server.count(m) for m in ("PUT", "POST", "PATCH", "DELETE"))
+            writes_before = sum(server.count(m) for m in ("PUT", "POST", "PATCH", "DELETE")) - server.count("POST", "/workflows/")
             code, summary = _run(
                 create_compute_instance.main, ["--settings-b64", encode_settings(settings), _webhook(sc.body), *extra_args], credential=server.credential()
             )
             got = [r["outcome"] for r in summary.get("results", [])]
             want = sc.dry_outcome if dry_run else sc.outcome
-            writes = sum(server.count(m) for m in ("PUT", "POST", "PATCH", "DELETE")) - writes_before
-            print(f"-> exit code {code}, outcome {got}, {writes} write(s) sent to Azure")
+            writes = sum(server.count(m) for m in ("PUT", "POST", "PATCH", "DELETE")) - server.count("POST", "/workflows/") - writes_before
+            print(f"-> exit code {code}, outcome {got}, {writes} write(s) sent to Azure; the answer in Teams:")
             if got != [want]:
                 problems.append(f"{i}. {sc.title}: expected [{want}], got {got}")
+            answers = [q for q, c in teams.addressed_cards[seen:] if q.get("audience") != "approvers"]
+            if [q.get("recipient") for q in answers] != [asker]:
+                problems.append(f"{i}. {sc.title}: the answer did not go (only) to {asker}: {answers}")
+            seen = show_new(teams, seen, "create", sc.title)
     print("=" * 100)
     if problems:
         print("Sandbox check FAILED:\n  " + "\n  ".join(problems))
         return 1
-    print(f"Sandbox check passed: each of the {len(scenarios)} requests ended as expected.")
+    print(f"Sandbox check passed: each of the {len(scenarios)} requests ended as expected and was answered in Teams to the person who asked.")
     return 0
 
 

@@ -160,9 +160,16 @@ def run_exemption(story: Story) -> None:
 
     def responder(post: TeamsPost) -> Optional[Dict[str, Any]]:
         text = json.dumps(post.card)
-        if "ci-alice-gpu" in text and "Keep ci-alice-gpu" in text:
-            inputs = {"until_date": tomorrow, "until_time": "08:00", "time_zone": "Europe/Amsterdam", "reason": "Fine-tuning run; checkpoint at 06:00"}
-            return press(post.card, "Keep ci-alice-gpu", ALICE, inputs, message_id="msg-alice-1")
+        if "ci-alice-gpu" in text and "Keep running until then" in text:
+            # The warning's "Other time…": Alice picks her CI in the card's list and types when and why.
+            inputs = {
+                "compute_instance": "ci-alice-gpu",
+                "until_date": tomorrow,
+                "until_time": "08:00",
+                "time_zone": "Europe/Amsterdam",
+                "reason": "Fine-tuning run; checkpoint at 06:00",
+            }
+            return press(post.card, "Keep running until then", ALICE, inputs, message_id="msg-alice-1")
         if any(a.get("title") == "Approve" for a in post.card.get("actions") or []):
             return press(post.card, "Approve", LEAD, {"comments": "OK for tonight"})
         return None  # the other owners do not answer; confirmation cards wait for a Cancel nobody presses

@@ -321,7 +321,7 @@ class WarningSection:
     stop_time: Optional[str] = None
     time_zone: str = "UTC"
     workflow_url: Optional[str] = None
-    max_cis_per_card: int = 8
+    max_cis_per_card: int = 4  # few per card: short on a phone (issue 13)
 
     def __post_init__(self) -> None:
         if not 1 <= self.minutes_before <= 12 * 60:

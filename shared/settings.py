@@ -20,6 +20,7 @@ import fnmatch
 import json
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
@@ -30,10 +31,9 @@ from shared.models import WorkspaceRef
 from shared.tags import TagNames, validate_tag_name
 
 T = TypeVar("T")
+_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
 KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing")
-
-
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class TeamsSettings:
     workflow_url: Optional[str] = None
     post_nightly_summary: bool = True
     shared_secret: Optional[str] = None
+    # Where approval cards go (with audience=approvers): one person's UPN or object id; None = the flow's approvers channel.
+    approvers_recipient: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def settings_from_dict(data: Mapping[str, Any]) -> Settings:
     teams = build_dataclass(TeamsSettings, _section_data(data, "teams"), "teams")
     if teams.workflow_url and not teams.workflow_url.startswith("https://"):
         raise SettingsError("teams.workflow_url must be an https:// URL")
+    if teams.approvers_recipient is not None and not (_UPN.match(teams.approvers_recipient) or _GUID.match(teams.approvers_recipient)):
+        raise SettingsError(f"teams.approvers_recipient must be a UPN or an Entra object id, not {teams.approvers_recipient!r}")
     return Settings(scope=scope, identity=identity, tags=tags, teams=teams, raw=dict(data))
 
 

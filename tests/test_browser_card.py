@@ -147,3 +147,70 @@ def test_hostile_text_is_shown_literally(browser):
 def test_harness_reports_renderer_warnings(browser, body, message):
     with pytest.raises(HarnessError, match=message):
         browser.render({"type": "AdaptiveCard", "version": "1.5", "body": body})
+
+
+# -- every card the product posts, as Teams shows it on a phone (issue 13) -------------------------
+
+
+@pytest.fixture(scope="module")
+def posted_cards():
+    """A few of each card the sandbox demos post (the real runbooks against the fake Azure), plus the request forms."""
+    from sandbox.cards import collect, pick
+
+    return pick(collect(), 2)
+
+
+def test_every_template_renders_in_the_teams_host_configs_without_warnings_or_overflow_at_360_px(browser, posted_cards):
+    from shared.teams.cards import find_template_dir
+    from tests.browser.harness import TEAMS_THEMES, teams_host_config
+
+    templates = {p.name[: -len(".json.j2")] for p in find_template_dir().glob("*.json.j2")}
+    assert {c.template for c in posted_cards} == templates, "a template the demos never post is not looked at"
+    configs = {theme: teams_host_config(theme) for theme in TEAMS_THEMES}
+    if any(c is None for c in configs.values()):
+        if os.environ.get("CI_GOVERNANCE_REQUIRE_BROWSER"):
+            pytest.fail("the Teams host configs (npm adaptivecards-designer) are missing: run .ci/install-browser-deps.sh")
+        pytest.skip("the Teams host configs (npm adaptivecards-designer) are missing")
+    for posted in posted_cards:
+        for theme, config in configs.items():
+            browser.render(posted.card, config, 360)  # raises on any renderer warning
+            assert browser.horizontal_overflow() == [], f"{posted.template} ({posted.step}, {theme}) overflows at 360 px"
+
+
+def test_the_warning_keeps_a_chosen_ci_with_one_tap_or_another_time(browser, posted_cards):
+    from datetime import datetime, timedelta, timezone
+
+    from shared.models import ComputeInstanceRecord, WorkspaceRef
+    from shared.warning.policy import UPN, Recipient, exemption_form, warning_cards
+
+    now = datetime(2026, 11, 23, 18, 30, tzinfo=timezone.utc)
+    ws = WorkspaceRef(SUB, "rg-ml-dev", "ws-dev")
+    cis = [ComputeInstanceRecord(ws, name, "Running", "STANDARD_DS3_V2", "westeurope") for name in ("ci-a", "ci-b")]
+    form = exemption_form(now, datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc), ["UTC", "Europe/Amsterdam"], "Europe/Amsterdam", 72)
+    ((warning,),) = [warning_cards([(Recipient(UPN, "ada@contoso.com"), cis)], now + timedelta(minutes=30), form)]
+    card = render_card("stop_warning", **warning.context)
+    # One tap: the pick's date and time, the chosen CI and the pre-filled reason; the hidden "other time" inputs are not sent.
+    data = browser.render_fill_submit(card, {"compute_instance": "ci-b"}, "Until Tue 09:00 CET")
+    assert data == {
+        "action": "request_exemption",
+        "workspace": f"{SUB}/rg-ml-dev/ws-dev",
+        "until_date": "2026-11-24",
+        "until_time": "09:00",
+        "time_zone": "Europe/Amsterdam",
+        "compute_instance": "ci-b",
+        "reason": "Still working on it",
+    }
+    # Another time: the show card's inputs and the card's own.
+    browser.render(card)
+    browser.evaluate("Array.from(document.querySelectorAll('button')).find(b => b.textContent === 'Other time\u2026').click()")
+    browser.fill({"until_date": "2026-11-25", "until_time": "07:30", "reason": "long run"})
+    data = browser.submit("Keep running until then")
+    assert data == {
+        "action": "request_exemption",
+        "workspace": f"{SUB}/rg-ml-dev/ws-dev",
+        "until_date": "2026-11-25",
+        "until_time": "07:30",
+        "time_zone": "Europe/Amsterdam",
+        "compute_instance": "ci-a",
+        "reason": "long run",
+    }

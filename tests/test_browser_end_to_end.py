@@ -16,7 +16,8 @@ from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
 from shared.settings import encode_settings
 from shared.tags import TagNames, read_exemption_for
-from shared.teams.cards import iter_elements, render_card
+from shared.teams.cards import render_card
+from shared.teams.routing import iter_elements
 from tests.browser.harness import browser_available, render_fill_submit
 from tests.conftest import SUB1, TENANT, fast_stop_settings
 from tests.summary import outcomes, summary_from

@@ -70,7 +70,7 @@ def contexts(text=None):
     exemption = {k: t(v) for k, v in EXEMPTION.items()}
     return {
         "exemption_request": dict(REQUEST, compute_instance=t("ci-ann-gpu"), workspace=WORKSPACES[0]["value"]),
-        "exemption_approved": dict(exemption, cost_text=t("About EUR 14 (2 nights of Standard_NC6s_v3)")),
+        "exemption_approved": dict(exemption, cost_text=t("About EUR 14 (2 nights of Standard_NC6s_v3)"), workspace_label=t("ws-dev (rg-ml-dev)")),
         "exemption_pending_approval": dict(exemption, approvers=[t("Bo Boss"), t("Cy Chief")], cost_text=t("About EUR 140")),
         "exemption_rejected": dict(exemption, reasons=[t("72 hours at most"), t("Not a compute instance you may exempt")]),
         "exemption_cancelled": dict(workspace=exemption["workspace"], compute_instance=exemption["compute_instance"], cancelled_by=t("Ann"), until_utc=t("x")),
@@ -237,8 +237,13 @@ def test_request_form_without_workspaces_asks_for_text():
 def test_approved_card_shows_the_facts_and_offers_cancel():
     card = render_card("exemption_approved", **contexts()["exemption_approved"])
     shown = texts(card)
-    for value in EXEMPTION.values():
-        assert value in shown
+    for key, value in EXEMPTION.items():
+        if key == "until_utc":  # shown in each reader's own time zone by Teams
+            assert "{{DATE(2026-11-25T07:00:00Z, SHORT)}} {{TIME(2026-11-25T07:00:00Z)}}" in shown
+        elif key == "workspace":  # the key travels only in the data; people read the name
+            assert "ws-dev (rg-ml-dev)" in shown and value in json.dumps(card["actions"])
+        else:
+            assert value in shown
     assert "About EUR 14 (2 nights of Standard_NC6s_v3)" in shown
     assert card["actions"] == [
         {
@@ -297,9 +302,12 @@ def test_summary_with_2000_items_stays_under_28kb_and_says_how_many_more():
     card = render_card("nightly_summary", summary=s)
     assert_valid_card(card)
     shown = texts(card)
-    rows = [t for t in shown if re.fullmatch(r"ws-\d / ci-\d{4}", t)]
+    rows = [t for t in shown if re.fullmatch(r"\S+ ws-\d / ci-\d{4}", t)]
     assert 0 < len(rows) <= 20
-    assert f"\u2026 and {2000 - len(rows)} more (the totals above count every one; the Automation job output lists them all)." in shown
+    # "stopped" and "already stopped" are one line each (their names); the other 1,332 get a row each, as many as fit.
+    detailed = 2000 - s["counts"]["stopped"] - s["counts"]["already_stopped"]
+    assert f"\u2026 and {detailed - len(rows)} more (the totals above count every one; the Automation job output lists them all)." in shown
+    assert any(t.startswith("\u2705 stopped (334): ") for t in shown) and any(t.startswith("\u23f9\ufe0f already stopped (334): ") for t in shown)
     facts = {f["title"]: f["value"] for fs in card["body"] if fs["type"] == "FactSet" for f in fs["facts"]}
     assert facts["Total"] == "2000" and facts["failed"] == str(s["counts"]["failed"]) and facts["already stopped"] == "334"
     assert any(re.fullmatch(r"\u2026 and \d+ more", t) for t in shown)  # expiring list capped too
@@ -326,8 +334,9 @@ def test_summary_lists_failures_first():
     shown = render_card("nightly_summary", summary=summary(n_items=12))
     outcomes = [run["text"] for run in elements(shown, "TextRun") if run.get("weight") == "bolder" and run["text"] in names]
     assert (
-        outcomes == ["failed", "failed", "would stop", "would stop", "stopped", "stopped", "exempt", "exempt", "skipped", "skipped"] + ["already stopped"] * 2
+        outcomes == ["failed", "failed", "would stop", "would stop", "exempt", "exempt", "skipped", "skipped"]  # routine outcomes: one line each, last
     )
+    assert any(t == "ci-0000, ci-0006" for t in texts(shown))
 
 
 def test_summary_of_worst_case_text_still_fits():

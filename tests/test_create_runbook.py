@@ -15,7 +15,8 @@ from shared.models import WorkspaceRef
 from shared.sections import CreateSection
 from shared.settings import encode_settings
 from shared.tags import TagNames
-from shared.teams.cards import iter_elements, render_card
+from shared.teams.cards import render_card
+from shared.teams.routing import iter_elements
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT
 from tests.summary import summary_from

@@ -19,9 +19,10 @@ from fake_azure.retail_prices import FakeRetailPrices
 from fake_azure.server import Fault
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request
-from shared.exemption.policy import NEEDS_APPROVAL, RECORD, REJECT, ExemptionCost, cost_gate, decide_exemption
+from shared.exemption.policy import NEEDS_APPROVAL, RECORD, REJECT, cost_gate, decide_exemption
 from shared.exemption.request import validate_request
 from shared.models import ComputeInstanceRecord, PriceQuote, WorkspaceRef
+from shared.pricing.cost import CICost
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import encode_settings
 from shared.teams.inbound import Approval
@@ -339,8 +340,8 @@ SECTION = ExemptionSection(approvers=("lead@contoso.com",), auto_approve_below=C
 CI = ComputeInstanceRecord(WorkspaceRef(SUB1, "rg-a", "mlw-one"), "ci-gpu", "Running", assigned_user_object_id=OWNER, assigned_user_tenant_id=TENANT)
 
 
-def _cost(quote: Optional[PriceQuote] = None, hours: float = 12.0, reason: str = "") -> ExemptionCost:
-    return ExemptionCost("Standard_NC6s_v3", "westeurope", hours, NOW + timedelta(hours=hours), "USD", quote, reason)
+def _cost(quote: Optional[PriceQuote] = None, hours: float = 12.0, reason: str = "") -> CICost:
+    return CICost(CI.key, "Standard_NC6s_v3", "westeurope", hours, quote, NOW + timedelta(hours=hours), "USD", reason)
 
 
 def _request(approval: Optional[Approval] = None):
@@ -369,10 +370,10 @@ def test_self_approval_falls_back_to_the_upn_when_the_approval_has_no_object_id(
 
 def test_cost_text_and_summary_shapes():
     known = _cost(PriceQuote("Standard_NC6s_v3", "westeurope", "USD", 1.03, "NC6s v3", ""), hours=12)
-    assert known.text == "\u2248 USD 12.36 until Tue 24 Nov 07:00 UTC at USD 1.03/h (Standard_NC6s_v3, westeurope)"
+    assert known.estimate_text == "\u2248 USD 12.36 until Tue 24 Nov 07:00 UTC at USD 1.03/h (Standard_NC6s_v3, westeurope)"
     assert known.to_dict()["amount"] == 12.36 and known.to_dict()["unknown_reason"] is None
     unknown = _cost(reason="no list price for X")
-    assert unknown.text == "estimated cost unknown: no list price for X"
+    assert unknown.estimate_text == "estimated cost unknown: no list price for X"
     assert json.loads(json.dumps(unknown.to_dict())) == {
         "amount": None,
         "currency": "USD",

@@ -24,7 +24,7 @@ from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import stop_compute_instances
 from shared.settings import encode_settings
 from shared.tags import TagNames, read_exemption_for
-from shared.teams.cards import iter_elements
+from shared.teams.routing import iter_elements
 from tests.conftest import ROOT, SUB1, TENANT, fast_stop_settings
 from tests.summary import outcomes, summary_from
 

@@ -22,7 +22,7 @@ from shared.exemption.run import handle_request
 from shared.sections import ExemptionSection
 from shared.settings import encode_settings, settings_from_dict
 from shared.tags import TagNames, read_exemption
-from shared.teams.cards import iter_elements
+from shared.teams.routing import iter_elements
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT, fast_stop_settings
 from tests.summary import summary_from
@@ -109,9 +109,26 @@ def card_texts(card: Dict[str, Any]) -> List[str]:
     return [e["text"] for e in iter_elements(card) if e.get("type") in ("TextBlock", "TextRun") and isinstance(e.get("text"), str)]
 
 
-def only_card(teams) -> Dict[str, Any]:
-    assert len(teams.cards) == 1, f"expected one answer card, got {len(teams.cards)}"
-    card = teams.cards[0]
+def is_admin_notice(card: Dict[str, Any]) -> bool:
+    return str(card.get("fallbackText", "")).startswith("CI governance, for admins")
+
+
+def answers(teams) -> List[Any]:
+    """(query, card) of the answers to people: not the approval cards, not the admins' notices."""
+    return [(q, c) for q, c in teams.addressed_cards if q.get("audience") != "approvers" and not is_admin_notice(c)]
+
+
+def admin_notices(teams) -> List[Dict[str, Any]]:
+    return [c for q, c in teams.addressed_cards if is_admin_notice(c) and "recipient" not in q]
+
+
+def only_card(teams, to: Optional[str] = "ada@contoso.com") -> Dict[str, Any]:
+    """The one answer card; it went back to the person who asked (``to``), never to a shared channel."""
+    found = answers(teams)
+    assert len(found) == 1, f"expected one answer card, got {len(found)}"
+    query, card = found[0]
+    if to is not None:
+        assert query.get("recipient") == to and query.get("recipient_type") == "upn", query
     assert_valid_card(card)
     return card
 
@@ -136,7 +153,8 @@ def test_valid_request_tags_the_ci_and_the_stop_sweep_then_skips_it(arm, now, ca
     assert arm.count("PATCH", "/providers/Microsoft.Resources/tags/default", status=200) == 1
     card = only_card(teams)
     texts = card_texts(card)
-    assert "2026-11-24T07:00:00Z" in texts and "2026-11-24 08:00 Europe/Berlin" in texts and "ada@contoso.com" in texts
+    assert any("{{DATE(2026-11-24T07:00:00Z, SHORT)}}" in t for t in texts) and "2026-11-24 08:00 Europe/Berlin" in texts
+    assert any("ada@contoso.com" in t for t in texts) and "mlw-one (rg-a)" in texts
     cancel = card["actions"][0]["data"]
     assert cancel == {"action": "cancel_exemption", "workspace": WS_KEY, "compute_instance": "ci-ada"}
 
@@ -225,7 +243,7 @@ def test_cancel_removes_only_our_tags(arm, now, capsys, teams):
     assert tags(ml) == OTHER_TAGS
     card = teams.cards[-1]
     assert_valid_card(card)
-    assert "2026-11-24T07:00:00Z" in card_texts(card) and "ada@contoso.com" in card_texts(card)
+    assert any("{{DATE(2026-11-24T07:00:00Z, SHORT)}}" in t for t in card_texts(card)) and any("ada@contoso.com" in t for t in card_texts(card))
     # and a second cancel finds nothing to remove, writes nothing, and is still fine
     patches = arm.count("PATCH")
     code, summary = run(arm, now, capsys, webhook(cancel), doc=doc)
@@ -262,6 +280,12 @@ REJECTIONS = {
 }
 
 
+# Two voices: these are the wiring's fault, not the requester's: the admins get the full text.
+WIRING = {"malformed JSON", "malformed RequestBody", "no request at all", "missing responder"}
+# The card says what the job output says, in the form's words.
+IN_USER_WORDS = {"missing fields": "The time is missing"}
+
+
 @pytest.mark.parametrize("case", sorted(REJECTIONS))
 def test_rejections_change_nothing_and_answer_with_the_reason(arm, now, capsys, teams, case):
     ml = make_ml(arm)
@@ -271,8 +295,16 @@ def test_rejections_change_nothing_and_answer_with_the_reason(arm, now, capsys, 
     assert summary["results"][0]["outcome"] == "rejected" and reason in summary["results"][0]["detail"]
     assert tags(ml) == OTHER_TAGS and tags(ml, "ci-shared") == {"team": "shared"}
     assert arm.count("PATCH") == 0 and arm.count("PUT") == 0
-    card = only_card(teams)
-    assert any(reason in text for text in card_texts(card)), card_texts(card)
+    if case in WIRING:
+        # Nobody to answer is known: no user card; the admins' channel gets the full text.
+        assert answers(teams) == [] and summary["admins_told"] is True
+        (notice,) = admin_notices(teams)
+        assert any(reason in text for text in card_texts(notice)), card_texts(notice)
+        return
+    card = only_card(teams, to="eve@contoso.com" if "eve@" in json.dumps(argv()) else "ada@contoso.com")
+    shown = IN_USER_WORDS.get(case, reason)
+    assert any(shown in text for text in card_texts(card)), card_texts(card)
+    assert admin_notices(teams) == []
 
 
 @pytest.mark.parametrize("headers, reason", [({}, "did not carry the X-CI-Governance-Secret header"), ({SECRET_HEADER: "guess"}, "does not match")])
@@ -281,7 +313,9 @@ def test_a_missing_or_wrong_shared_secret_is_rejected(arm, now, capsys, teams, h
     code, summary = run(arm, now, capsys, webhook(body(), headers), doc=settings_doc(teams, require_shared_secret=SECRET_HEADER))
     assert code == 1 and summary["results"][0]["outcome"] == "rejected"
     assert tags(ml) == OTHER_TAGS and arm.count("PATCH") == 0
-    texts = card_texts(only_card(teams))
+    # A request without the secret is answered to nobody it names, only to the admins (who learn why, never the secret).
+    assert answers(teams) == []
+    texts = card_texts(admin_notices(teams)[0])
     assert any(reason in t for t in texts) and not any(SECRET in t for t in texts)
 
 
@@ -314,7 +348,9 @@ def test_an_exemption_that_lands_nowhere_fails_clearly(arm, now, capsys, teams):
     result = summary["results"][0]
     assert result["outcome"] == "failed" and "on the compute instance" in result["detail"] and "on its workspace" in result["detail"]
     assert tags(ml) == OTHER_TAGS and "ci-governance.exempt.ci-ada" not in ml.workspace(SUB1, "rg-a", "mlw-one").tags
-    assert any("could not be recorded" in t for t in card_texts(only_card(teams)))
+    # Two voices: the requester hears it did not work; the admins get the cause.
+    assert any("your admin has been told" in t for t in card_texts(only_card(teams)))
+    assert any("could not be recorded" in t for t in card_texts(admin_notices(teams)[0]))
 
 
 def test_auto_falls_back_to_a_full_put_when_the_tags_api_is_refused(arm, now, capsys, teams):

@@ -332,11 +332,6 @@ def test_create_request_reaches_the_create_runbook_through_the_template():
     assert summary["results"][0]["extra"]["requester"] == "ada@contoso.com"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 13: the create runbook answers needs_approval but does not yet post an approval card (audience=approvers, wait=true) "
-    "through the workflow, so no approver can press Approve",
-)
 def test_create_request_with_an_approval_end_to_end_through_the_template():
     story, log = _story("job", ("create",))
     assert story.problems == [], log

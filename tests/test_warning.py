@@ -130,17 +130,26 @@ def test_bad_warning_settings_are_refused(values, message):
 
 
 def test_delivery_url_adds_the_recipient_and_keeps_the_signed_query_byte_for_byte():
-    assert delivery_url(DEFAULT_URL, Recipient(FALLBACK)) == DEFAULT_URL
+    # A warning expects an answer: wait=true; the fallback channel gets no recipient.
+    assert delivery_url(DEFAULT_URL, Recipient(FALLBACK)) == DEFAULT_URL + "&wait=true"
     url = delivery_url(DEFAULT_URL, Recipient(UPN, "ada+ml@contoso.com"))
     assert url.startswith(DEFAULT_URL + "&")
     query = parse_qs(urlsplit(url).query)
     assert query["recipient"] == ["ada+ml@contoso.com"] and query["recipient_type"] == ["upn"] and query["sig"] == ["fake-signature"]
+    assert query["wait"] == ["true"] and "audience" not in query
 
 
 def test_the_form_suggests_the_next_morning_in_the_default_time_zone(now):
     morning = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     form = exemption_form(now, morning, ["UTC", "Europe/Berlin"], "Europe/Berlin", 72)
     assert (form.min_date, form.until_date, form.until_time) == ("2026-11-23", "2026-11-24", "09:00")
+    assert form.max_date == "2026-11-26"  # 72 h from 19:00 UTC is 20:00 in Berlin on the 26th
+    # One-tap picks: the next morning, and 24 h from now (to the quarter hour), both in the default zone.
+    assert [(q.title, q.until_date, q.until_time, q.time_zone) for q in form.quick] == [
+        ("Until Tue 09:00 CET", "2026-11-24", "09:00", "Europe/Berlin"),
+        ("+24 h", "2026-11-24", "20:00", "Europe/Berlin"),
+    ]
+    assert exemption_form(now, morning, ["UTC"], "UTC", 12).quick[1:] == ()  # +24 h is over a 12-hour limit
     # A suggestion the exemption rules would refuse is left for the requester to choose.
     assert exemption_form(now, morning, ["UTC"], "UTC", 6).until_date == ""
 
@@ -175,20 +184,32 @@ def texts(card: Any) -> List[str]:
 
 
 def submits(card: Dict[str, Any]) -> List[Dict[str, Any]]:
-    return [a for s in card["body"] if s["type"] == "ActionSet" for a in s["actions"]]
+    """Every Action.Submit: the card's own (one-tap picks), then those inside its show cards."""
+    top = [a for a in card.get("actions", []) if a["type"] == "Action.Submit"]
+    return top + [a for s in card.get("actions", []) if s["type"] == "Action.ShowCard" for a in s["card"]["actions"]]
 
 
-def submission(card: Dict[str, Any], compute_instance: str, responder: Dict[str, str], **typed: str) -> Dict[str, Any]:
-    """What Teams hands the flow when the button of ``compute_instance`` is pressed: the button's data
-    plus every input's value (prefilled, or ``typed``), and who pressed it."""
-    action = next(a for a in submits(card) if a["data"]["compute_instance"] == compute_instance)
+def submission(card: Dict[str, Any], compute_instance: str, responder: Dict[str, str], title: str = "Keep running until then", **typed: str) -> Dict[str, Any]:
+    """What Teams hands the flow when the button ``title`` is pressed with ``compute_instance`` chosen: the
+    button's data plus the values of the inputs it gathers (the card's own; a show card's button also its
+    show card's), prefilled or ``typed``, and who pressed it."""
+    inputs = [n for n in card["body"] if str(n.get("type", "")).startswith("Input.")]
+    action = next((a for a in card.get("actions", []) if a.get("title") == title), None)
+    if action is None:
+        show = next(s for s in card["actions"] if s["type"] == "Action.ShowCard" and any(a["title"] == title for a in s["card"]["actions"]))
+        action = next(a for a in show["card"]["actions"] if a["title"] == title)
+        inputs += _inputs(show["card"])
     values = {}
-    for node in _inputs(card):
+    for node in inputs:
         if node["id"] in typed:
             values[node["id"]] = typed[node["id"]]
+        elif node["id"] == "compute_instance":
+            values[node["id"]] = compute_instance
         elif "value" in node:
             values[node["id"]] = node["value"]
-    return {"data": {**action["data"], **values}, "responder": responder, "messageId": "warn-msg-1", "submitActionId": action["title"]}
+    data = {**action["data"], **values}
+    assert data["compute_instance"] == compute_instance, "this card is not about that compute instance"
+    return {"data": data, "responder": responder, "messageId": "warn-msg-1", "submitActionId": action["title"]}
 
 
 def _inputs(node: Any) -> List[Dict[str, Any]]:
@@ -208,28 +229,40 @@ def responder(oid: str = ADA, upn: str = "ada@contoso.com") -> Dict[str, str]:
     return {"objectId": oid, "tenantId": TENANT, "email": upn, "userPrincipalName": upn, "displayName": "Ada"}
 
 
-def test_the_card_lists_each_ci_with_its_overnight_cost_and_a_button_that_files_a_valid_request(now):
-    fleet = [ci("ci-a", tags={N.owner: "ada@contoso.com"}), ci("ci-b", tags={N.owner: "ada@contoso.com"}, ws=WS2)]
-    ((warning, card),) = cards_for(fleet, now, estimate_for(fleet, unknown=("ci-b",)))
-    assert_valid_card(card)
-    assert sorted(input_ids(card)) == ["reason", "time_zone", "until_date", "until_time"]
-    shown = texts(card)
-    assert "For ada@contoso.com" in shown and " in workspace mlw-one" in shown and " in workspace mlw-two" in shown
-    assert f"Size STANDARD_DS3_V2 (westeurope), overnight cost if kept running: USD {DS3_V2_WESTEUROPE * 13:.2f}" in shown
-    assert "Size STANDARD_DS3_V2 (westeurope), overnight cost if kept running: unknown" in shown  # never a zero for an unknown price
-    assert shown.count("Stops at {{TIME(2026-11-23T19:30:00Z)}}") == 2
-    assert any(f"would cost about USD {DS3_V2_WESTEUROPE * 13:.2f} + 1 unknown" in t for t in shown)
-    assert [a["data"] for a in submits(card)] == [
-        {"action": "request_exemption", "workspace": f"{SUB1}/rg-a/mlw-one", "compute_instance": "ci-a"},
-        {"action": "request_exemption", "workspace": f"{SUB2}/rg-b/mlw-two", "compute_instance": "ci-b"},
+def test_one_card_per_owner_and_workspace_with_a_ci_choice_one_tap_picks_and_another_time(now):
+    fleet = [
+        ci("ci-a", tags={N.owner: "ada@contoso.com"}),
+        ci("ci-c", tags={N.owner: "ada@contoso.com"}),
+        ci("ci-b", tags={N.owner: "ada@contoso.com"}, ws=WS2),
     ]
-    # The same validation as the exemption_request card: the press is a complete, valid request.
-    body = submission(card, "ci-b", responder(), reason="training until the morning")
+    (one, card), (two, card_b) = cards_for(fleet, now, estimate_for(fleet, unknown=("ci-c",)))
+    assert (one.compute_instances, two.compute_instances) == ((fleet[0].key, fleet[1].key), (fleet[2].key,))
+    for c in (card, card_b):
+        assert_valid_card(c)
+    assert sorted(input_ids(card)) == ["compute_instance", "reason", "time_zone", "until_date", "until_time"]
+    assert sorted(input_ids(card_b)) == ["reason", "time_zone", "until_date", "until_time"]  # one CI: no choice to make
+    choice = next(n for n in card["body"] if n.get("id") == "compute_instance")
+    assert choice["style"] == "filtered" and [c["value"] for c in choice["choices"]] == ["ci-a", "ci-c"]
+    shown = texts(card)
+    assert "For ada@contoso.com" in shown and "Workspace mlw-one (rg-a)" in shown
+    assert f" STANDARD_DS3_V2, ~USD {DS3_V2_WESTEUROPE * 13:.2f} overnight" in shown and " STANDARD_DS3_V2, ~unknown overnight" in shown
+    assert any("{{DATE(2026-11-23T19:30:00Z, SHORT)}} {{TIME(2026-11-23T19:30:00Z)}}" in t for t in shown)
+    assert any(f"would cost about USD {DS3_V2_WESTEUROPE * 13:.2f} + 1 unknown" in t for t in shown)
+    assert [a["title"] for a in submits(card)] == ["Until Tue 08:00 UTC", "+24 h", "Keep running until then"]
+    date_input = next(n for n in _inputs(card) if n["id"] == "until_date")
+    assert (date_input["min"], date_input["max"]) == ("2026-11-23", "2026-11-26")
+    # One tap: the pick's data plus the chosen CI and the (prefilled) reason is a complete, valid request.
+    for title, until in (("Until Tue 08:00 UTC", "2026-11-24T08:00:00Z"), ("+24 h", "2026-11-24T19:00:00Z")):
+        body = submission(card, "ci-c", responder(), title)
+        validation = validate_request(body, now, RequestRules(max_hours=72))
+        assert validation.ok, validation.reasons
+        assert (validation.request.workspace.key, validation.request.compute_instance, validation.request.until_text) == (f"{SUB1}/rg-a/mlw-one", "ci-c", until)
+    # Another time, from the show card; on the single-CI card the CI is in the button's data.
+    body = submission(card_b, "ci-b", responder(), reason="training until the morning")
     validation = validate_request(body, now, RequestRules(max_hours=72))
     assert validation.ok, validation.reasons
     request = validation.request
     assert (request.workspace.key, request.compute_instance, request.until_text) == (f"{SUB2}/rg-b/mlw-two", "ci-b", "2026-11-24T08:00:00Z")
-    assert warning.compute_instances == (fleet[0].key, fleet[1].key)
 
 
 def test_without_pricing_the_card_shows_no_cost(now):
@@ -250,14 +283,15 @@ def test_many_cis_are_split_into_parts_that_each_fit_in_a_teams_message(now):
     for _, card in cards:
         assert_valid_card(card)
         assert message_size(card) <= MAX_MESSAGE_BYTES
-    assert "Part 2 of 3." in texts(cards[1][1])
+    assert "Part 2 of 3 for this workspace." in texts(cards[1][1])
 
 
 def test_the_fallback_card_says_why_it_went_to_the_channel(now):
     ((warning, card),) = cards_for([ci("ci-orphan")], now)
     assert warning.recipient.kind == FALLBACK
     assert_valid_card(card)
-    assert "Compute instances without an owner stop tonight" in texts(card)
+    assert "\u23f0 Compute instances without an owner stop tonight" in texts(card)
+    assert not any(t.startswith("For ") for t in texts(card))
 
 
 def test_hostile_owner_text_is_shown_only_as_plain_text(now):
@@ -352,17 +386,19 @@ def test_the_warning_names_exactly_what_the_sweep_will_stop_one_card_per_owner(a
     _, planned = sweep(arm, now + timedelta(minutes=30), capsys, settings, "--dry-run")
     assert {k for k, v in outcomes(planned).items() if v == "would_stop"} == warned
 
-    # One post per recipient; the person is in the query, the fallback has none.
-    assert [(p.get("recipient"), p.get("recipient_type")) for p in teams.posts] == [("ada@contoso.com", "upn"), (BOB, "object_id"), (None, None)]
+    # One post per recipient and workspace; the person is in the query, the fallback has none; every warning waits for an answer.
+    assert [(p.get("recipient"), p.get("recipient_type")) for p in teams.posts] == [("ada@contoso.com", "upn")] * 2 + [(BOB, "object_id"), (None, None)]
+    assert all(p["wait"] == "true" for p in teams.posts)
     assert all(p["sig"] == "fake-signature" for p in teams.posts)
     for card in teams.cards:
         assert_valid_card(card)
-    ada_card = teams.cards[0]
-    assert [a["data"]["compute_instance"] for a in submits(ada_card)] == ["ci-ada", "ci-ada-gpu"]
-    assert any(t.endswith(f"USD {3.305 * 12.5:.2f}") for t in texts(ada_card))  # NC6s_v3 from 19:30 to 08:00: 12.5 h
+    ada_gpu_card = teams.cards[1]
+    assert {a["data"]["compute_instance"] for a in submits(ada_gpu_card)} == {"ci-ada-gpu"}
+    assert any(t.endswith(f"USD {3.305 * 12.5:.2f} at list prices.") for t in texts(ada_gpu_card))  # NC6s_v3 from 19:30 to 08:00: 12.5 h
     by_ci = {r["compute_instance"]: r for r in summary["results"]}
     assert by_ci["ci-ada-gpu"]["extra"]["cost"]["hours"] == 12.5 and by_ci["ci-ada-gpu"]["detail"].startswith("warned ada@contoso.com; overnight ~USD")
-    assert summary["cost_overnight"]["priced"] == 5 and [d["delivery"] for d in summary["deliveries"]] == ["posted"] * 3
+    assert summary["cost_overnight"]["priced"] == 5 and [d["delivery"] for d in summary["deliveries"]] == ["posted"] * 4
+    assert summary["teams_capacity"]["fits"] is True
 
 
 def test_a_ci_exempted_from_the_warning_card_is_skipped_by_the_sweep(arm, ml, now, capsys, teams):
@@ -370,7 +406,7 @@ def test_a_ci_exempted_from_the_warning_card_is_skipped_by_the_sweep(arm, ml, no
     seed(ml, now)
     settings = doc(teams)
     assert warn(arm, now, capsys, settings)[0] == 0
-    ada_card = teams.cards[0]
+    ada_card = teams.cards[1]
 
     # Ada presses "keep ci-ada-gpu running" a few minutes later; the flow hands the press to the real exemption runbook.
     press = submission(ada_card, "ci-ada-gpu", responder(), reason="fine-tuning until the morning")
@@ -399,7 +435,7 @@ def test_a_dry_run_prints_the_cards_and_posts_nothing(arm, ml, now, capsys, team
     assert code == 0 and set(outcomes(summary).values()) == {"would_warn"}
     assert not teams.messages and arm.count("POST") == 0
     printed = [json.loads(line[len(warn_before_stop.DRY_RUN_MARKER) :]) for line in out.splitlines() if line.startswith(warn_before_stop.DRY_RUN_MARKER)]
-    assert [p["recipient"]["kind"] for p in printed] == ["upn", "object_id", "fallback"]
+    assert [p["recipient"]["kind"] for p in printed] == ["upn", "upn", "object_id", "fallback"]
     for p in printed:
         assert_valid_card(p["card"])
     assert "cost_overnight" not in summary
@@ -412,7 +448,7 @@ def test_a_card_teams_refuses_fails_the_run_and_says_for_whom(arm, ml, now, caps
     assert code == 1 and summary["failed"] is True
     assert outcomes(summary)["mlw-one/ci-ada"] == "failed" and outcomes(summary)["mlw-one/ci-bob"] == "warned"
     assert "warning for ada@contoso.com not delivered" in out
-    assert [d["delivery"] for d in summary["deliveries"]] == ["failed", "posted", "posted"]
+    assert [d["delivery"] for d in summary["deliveries"]] == ["failed", "posted", "posted", "posted"]
 
 
 def test_nothing_to_stop_means_nothing_posted(arm, ml, now, capsys, teams):
@@ -452,3 +488,24 @@ def test_runs_as_a_script_from_a_checkout(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1].split(" ", 1)[1])["error"].startswith("no subscription")
+
+
+def test_a_fleet_too_big_for_the_lead_time_is_paced_and_told_to_the_job_output_and_the_admins(arm, ml, now, capsys, teams):
+    ws = ml.add_workspace(SUB1, "rg-a", "mlw-one")
+    for i in range(27):
+        ml.add_compute_instance(ws, f"ci-{i:02d}", tags={N.owner: f"user{i:02d}@contoso.com"})
+    clock, waits = [0.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        clock[0] += seconds
+
+    code, summary, out = warn(arm, now, capsys, doc(teams, pricing={"enabled": False}, warning={"minutes_before": 5}), sleep=sleep, clock=lambda: clock[0])
+    assert code == 0 and [d["delivery"] for d in summary["deliveries"]] == ["posted"] * 27
+    assert summary["teams_capacity"]["fits"] is False and summary["teams_capacity"]["seconds_needed"] == 300
+    assert "ERROR   27 warning cards do not fit the 5-minute lead time" in out and "warning.minutes_before to at least 11" in out
+    assert [w for w in waits if w > 1] == [pytest.approx(300 - 24 / 3)]  # the 26th card waits for the connector's window
+    small = [w for w in waits if w <= 1]  # no two posts closer than 1/3 s (the trigger's 4 per second)
+    assert len(small) >= 24 and all(w == pytest.approx(1 / 3) for w in small)
+    notices = [(q, c) for q, c in teams.addressed_cards if str(c.get("fallbackText", "")).startswith("CI governance, for admins")]
+    assert len(notices) == 1 and "recipient" not in notices[0][0] and "wait" not in notices[0][0]

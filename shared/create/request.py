@@ -22,7 +22,7 @@ Two sources:
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from shared.create.policy import NAME_CARD_REGEX, CreateRequest, match_size
 from shared.models import GUID as _GUID
@@ -49,6 +49,11 @@ FIELD_FLAGS = (
     "workspace_key",
     "workspace_name",
 )
+
+# What the approval card's Approve / Reject buttons send (posted by the create runbook itself, answered by an
+# approver in Teams): {"action": APPROVAL_ACTION, "outcome", "request": <the request's data>, "requester":
+# <the requester's responder object>, "request_message_id", "comments"}; the approver is the ``responder``.
+APPROVAL_ACTION = "compute_approval"
 
 
 class RequestError(ValueError):
@@ -92,8 +97,14 @@ def parse_idle_minutes(value: Any) -> Optional[int]:
 
 
 def request_from_teams(body: Any) -> CreateRequest:
-    """Read a Teams flow body; raises RequestError with every problem found."""
+    """Read a Teams flow body; raises RequestError with every problem found.
+
+    An approver's press on the approval card (``data.action`` :data:`APPROVAL_ACTION`) is read as the
+    original request with ``approval`` = the presser (the Teams ``responder``), their outcome and comment.
+    """
     reasons: List[str] = []
+    if isinstance(body, Mapping) and isinstance(body.get("data"), Mapping) and body["data"].get("action") == APPROVAL_ACTION:
+        return request_from_teams(approval_as_request(body))
     envelope = read_teams_response(body, reasons, require_tenant=True, require_name=True)
     if envelope is None:
         raise RequestError(reasons)
@@ -139,6 +150,24 @@ def request_from_teams(body: Any) -> CreateRequest:
 
 def _text(data: Any, key: str, reasons: List[str], *, required: bool = False) -> Optional[str]:
     return read_text(data, key, reasons, required=required)
+
+
+def approval_as_request(body: Mapping[str, Any]) -> Dict[str, Any]:
+    """The approval card's answer as the request it approves: the request's data and requester from the
+    button's data (which the runbook wrote), the approver from the Teams ``responder`` (never typed in)."""
+    data = body["data"]
+    request, requester, approver = data.get("request"), data.get("requester"), body.get("responder")
+    problems = []
+    if not isinstance(request, Mapping) or request.get("action") != ACTION:
+        problems.append("the approval answer does not carry the request it approves ('data.request')")
+    if not isinstance(requester, Mapping):
+        problems.append("the approval answer does not say who asked ('data.requester')")
+    if not isinstance(approver, Mapping):
+        problems.append("the approval answer does not say who answered ('responder' is missing): the Teams flow must pass the card's responder")
+    if problems or not isinstance(approver, Mapping) or not isinstance(request, Mapping) or not isinstance(requester, Mapping):
+        raise RequestError(problems)
+    approval = {"approver": dict(approver), "outcome": data.get("outcome"), "comments": data.get("comments") or ""}
+    return {"data": dict(request), "responder": dict(requester), "messageId": data.get("request_message_id") or "", "approval": approval}
 
 
 

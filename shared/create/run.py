@@ -19,24 +19,33 @@ Order matters, and each step is the cheapest that can still say no:
 Every run ends with exactly one outcome: created, would_create (dry run), already_exists,
 needs_approval, rejected or failed. Only ``failed`` (Azure refused or did not finish) makes the
 exit code 1: a rejection is the policy working, reported with its reasons.
+
+A request from Teams is answered in Teams (``answer=True``), to the person who asked: created (with
+the link to the CI in Azure ML studio and its idle shutdown), refused (every reason, in their words),
+waiting for approval (and the approval card, with Approve / Reject answered back to this runbook, goes
+to the approvers' place), or failed (quota and other service errors in their words; the service's own
+message goes to the job output and, when it is not theirs to fix, to the admins' channel).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shared.automation.webhook import SOURCE_DIRECT, extract_request
 from shared.azure.ml_gateway import MLGateway
 from shared.create.policy import APPROVE, NEEDS_APPROVAL, REJECT, CreateDecision, CreateRequest, decide_create
-from shared.create.request import FIELD_FLAGS, RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
+from shared.create.request import ACTION, APPROVAL_ACTION, FIELD_FLAGS, RequestError, approval_from_parameter, parse_workspace_key, request_from_teams
 from shared.errors import GatewayError, NotFoundError, OperationFailedError, ServiceError, UsageError
 from shared.models import FAILED, ComputeInstanceRecord, NewComputeInstance, WorkspaceRef
 from shared.report import CIResult, RunReport
 from shared.sections import CreateSection
 from shared.settings import Settings
 from shared.teams.inbound import check_shared_secret
+from shared.teams.post import Posted, post_card
+from shared.teams.routing import CHANNEL, Address
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +85,19 @@ def run_create(
     *,
     now: Optional[datetime] = None,
     dry_run: bool = False,
+    answer: bool = False,
+    session: Any = None,
 ) -> RunReport:
-    """Handle one creation request and return its report (one result row)."""
+    """Handle one creation request and return its report (one result row); with ``answer``, answer in Teams."""
     now = now or datetime.now(timezone.utc)
     section = settings.section("create", CreateSection)
     report = RunReport(RUNBOOK, dry_run, started_at=now)
     outcome, detail, state, decision = _handle(gateway, request, settings, section, dry_run)
     report.results.append(_row(request, outcome, detail, state, decision))
     report.extra["request_id"] = request.request_id or None
+    if answer:
+        posted = answer_in_teams(request, outcome, detail, decision, settings, section, session=session)
+        report.extra["answers"] = [p.to_dict() for p in posted]
     report.finish()
     log.info("Create %s/%s: %s (%s)", request.workspace.name, request.name, outcome, detail)
     return report
@@ -289,3 +303,156 @@ def _workspace_from_args(args: Any) -> WorkspaceRef:
     if not args.workspace_name or len(subs) != 1 or len(rgs) != 1:
         raise UsageError("name the workspace: --workspace-key SUB/RG/WS, or --subscription, --resource-group and --workspace-name once each")
     return parse_workspace_key(f"{subs[0]}/{rgs[0]}/{args.workspace_name}")
+
+
+# -- answers in Teams -------------------------------------------------------------------------
+
+_SETTING_NAMES = re.compile(r"\s*\((?:scope|create|exemption|teams)\.[\w.]+\)")
+
+
+def studio_url(request: CreateRequest) -> str:
+    """The compute instance's page in Azure ML studio: ``https://ml.azure.com/compute/<name>/details?wsid=<workspace ARM id>&tid=<tenant>``."""
+    tenant = f"&tid={request.user_tenant_id}" if request.user_tenant_id else ""
+    return f"https://ml.azure.com/compute/{request.name}/details?wsid={request.workspace.arm_id}{tenant}"
+
+
+def user_reason(reason: str) -> str:
+    """A policy reason as the requester reads it: no settings names, a capital and a full stop."""
+    text = _SETTING_NAMES.sub("", reason).strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def failure_words(detail: str, request: CreateRequest, size: str) -> Tuple[str, bool]:
+    """``(what the requester reads, whether the admins must be told)`` for a failed creation."""
+    if "quota" in detail.lower():
+        return (
+            f"Azure has no quota left for {size} in this region right now. Try a smaller size, or ask your admin to raise the quota, then ask again.",
+            False,
+        )
+    if "NameNotAvailable" in detail or "already in use" in detail:
+        return f"The name {request.name} is already taken in this region (names are unique across workspaces). Choose another name and ask again.", False
+    if "not finished within" in detail:
+        return "Azure is still creating it. It appears in Azure ML studio when it is ready; ask again later to get its link.", False
+    return "Azure could not create it because of a problem on our side; your admin has been told. Nothing was created.", True
+
+
+def _requester_address(request: CreateRequest) -> Address:
+    for candidate in (request.requester, request.user_object_id):
+        address = Address.person(candidate or "")
+        if not address.is_channel:
+            return address
+    return CHANNEL
+
+
+def answer_context(request: CreateRequest, outcome: str, detail: str, decision: CreateDecision, section: CreateSection) -> Dict[str, Any]:
+    """Context of the ``compute_result`` card for one outcome."""
+    size = decision.size or request.size
+    context: Dict[str, Any] = {
+        "status": outcome,
+        "name": request.name,
+        "workspace_label": f"{request.workspace.name} ({request.workspace.resource_group})",
+        "size": size,
+        "idle_minutes": decision.idle_minutes or None,
+        "requested_by": request.requester or request.user_object_id,
+        "approved_by": decision.approved_by or None,
+        "reasons": [],
+        "approvers": list(section.approvers),
+        "link": None,
+        "admin_told": False,
+    }
+    if outcome in (CREATED, ALREADY_EXISTS):
+        context["link"] = studio_url(request)
+    if outcome == REJECTED:
+        context["reasons"] = [user_reason(r) for r in decision.reasons] if decision.verdict == REJECT else [user_reason(detail)]
+    if outcome == FAILED:
+        words, admins = failure_words(detail, request, size)
+        context["reasons"], context["admin_told"] = [words], admins
+    return context
+
+
+def approval_context(request: CreateRequest, decision: CreateDecision, section: CreateSection) -> Dict[str, Any]:
+    """Context of the ``compute_approval`` card: what is asked, and what its buttons send back to this runbook."""
+    data = {
+        "action": ACTION,
+        "workspace": request.workspace.key,
+        "name": request.name,
+        "size": decision.size or request.size,
+        "idle_minutes": str(decision.idle_minutes),
+        "cost_center": request.cost_center,
+    }
+    requester = {"objectId": request.user_object_id, "tenantId": request.user_tenant_id, "userPrincipalName": request.requester}
+    return {
+        "name": request.name,
+        "workspace_label": f"{request.workspace.name} ({request.workspace.resource_group})",
+        "size": decision.size or request.size,
+        "idle_minutes": decision.idle_minutes,
+        "cost_center": request.cost_center or None,
+        "requested_by": request.requester or request.user_object_id,
+        "approvers": list(section.approvers),
+        "approval_request": {"action": APPROVAL_ACTION, "request": data, "requester": requester, "request_message_id": request.request_id},
+    }
+
+
+def answer_in_teams(
+    request: CreateRequest, outcome: str, detail: str, decision: CreateDecision, settings: Settings, section: CreateSection, *, session: Any = None
+) -> List[Posted]:
+    """Post the answer to the requester (and the approval card to the approvers, the detail to the admins)."""
+    url = settings.teams.workflow_url
+    posted = [post_card("compute_result", answer_context(request, outcome, detail, decision, section), url, _requester_address(request), session=session)]
+    if outcome == NEEDS_APPROVAL_OUTCOME:
+        to = Address.approvers(settings.teams.approvers_recipient)
+        posted.append(post_card("compute_approval", approval_context(request, decision, section), url, to, session=session))
+    if outcome == FAILED and failure_words(detail, request, decision.size or request.size)[1]:
+        notice = {
+            "title": "A compute instance could not be created",
+            "what": f"Creating {request.name} in {request.workspace.name} for {request.requester} failed; they were told your admin has been told.",
+            "runbook": RUNBOOK,
+            "details": [detail],
+            "requested_by": request.requester,
+        }
+        posted.append(post_card("admin_notice", notice, url, CHANNEL, session=session))
+    return posted
+
+
+def answer_unusable(responder: Any, problems: List[str], settings: Settings, *, session: Any = None) -> List[Posted]:
+    """A Teams request that could not be used (unreadable, wiring, wrong secret): the full text to the admins'
+    channel (and the job output); "could not be processed; your admin has been told" to the person who asked, if known."""
+    for problem in problems:
+        log.error("For the admins: %s", problem)
+    url = settings.teams.workflow_url
+    notice = {
+        "title": "A compute instance request could not be processed",
+        "what": "The requester was told only that it could not be processed. Fix the Teams flow or the settings, then ask them to try again.",
+        "runbook": RUNBOOK,
+        "details": list(problems),
+    }
+    to = Address.responder(responder)
+    posted = [post_card("admin_notice", {**notice, "requested_by": None if to.is_channel else to.label}, url, CHANNEL, session=session)]
+    if not to.is_channel:
+        context: Dict[str, Any] = {
+            "status": "unusable",
+            "name": "",
+            "workspace_label": "",
+            "size": "",
+            "reasons": [],
+            "approvers": [],
+            "link": None,
+            "admin_told": True,
+        }
+        posted.append(post_card("compute_result", {**context, "requested_by": to.label}, url, to, session=session))
+    return posted
+
+
+def answer_unusable_request(args: Any, loose: Sequence[Tuple[str, str]], settings: Settings, section: CreateSection, exc: Exception, session: Any) -> None:
+    """Two voices for a Teams request the runbook cannot use: the admins get the full text; the person who
+    asked (when known, and only when the request carried the shared secret) reads "could not be processed"."""
+    body, secret_ok = None, False
+    try:
+        inbound = extract_request(loose, webhook_data=args.webhook_data, request=args.request, request_b64=args.request_b64)
+        body = inbound.body
+        secret_ok = inbound.source == SOURCE_DIRECT or not check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
+    except Exception:  # noqa: BLE001 - unreadable: nobody to answer
+        pass
+    responder = body.get("responder") if isinstance(body, Mapping) and secret_ok else None
+    answer_unusable(responder, [str(exc)], settings, session=session)

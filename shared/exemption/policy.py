@@ -19,16 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from shared.errors import SettingsError
 from shared.exemption.request import ExemptionRequest
-from shared.models import ComputeInstanceRecord, Money, PriceQuote, estimate_cost
+from shared.models import ComputeInstanceRecord
+from shared.pricing.cost import CICost
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import Settings
 from shared.tags import TagNames, read_exemption_for
 from shared.teams.inbound import Approval, Responder, check_shared_secret, listed  # noqa: F401  (check_shared_secret: re-exported)
-from shared.times import format_instant
 
 # Verdicts of decide_exemption.
 RECORD = "record"
@@ -63,53 +63,7 @@ class PolicyDecision:
     approved_by: str = ""  # the approver whose answer let it through, if one was given
 
 
-@dataclass(frozen=True)
-class ExemptionCost:
-    """What keeping a CI running from now until the exemption ends is estimated to cost.
-
-    ``quote`` None means unknown (the lookup failed, the size has no price, or the CI does not say
-    its size or region); ``unknown_reason`` then says which, in words for the card.
-    """
-
-    vm_size: str
-    region: str
-    hours: float
-    until: datetime
-    currency: str  # the currency asked for
-    quote: Optional[PriceQuote] = None
-    unknown_reason: str = ""
-
-    @property
-    def amount(self) -> Optional[Money]:
-        return estimate_cost(self.quote, self.hours)
-
-    @property
-    def text(self) -> str:
-        """``"≈ USD 12.34 until Tue 24 Nov 07:00 UTC at USD 1.03/h (Standard_NC6s_v3, westeurope)"``, or why it is unknown."""
-        money = self.amount
-        if money is None or self.quote is None:
-            return f"estimated cost unknown: {self.unknown_reason or 'no price'}"
-        hourly = Money(self.quote.hourly, self.quote.currency)
-        when = self.until.astimezone(timezone.utc).strftime("%a %d %b %H:%M UTC")
-        return f"\u2248 {money.format()} until {when} at {hourly.format()}/h ({self.quote.vm_size}, {self.quote.region})"
-
-    def to_dict(self) -> Dict[str, Any]:
-        """For the JSON summary: ``amount`` and ``hourly`` are null when unknown, and ``unknown_reason`` says why."""
-        money = self.amount
-        return {
-            "amount": round(money.amount, 2) if money else None,
-            "currency": money.currency if money else self.currency,
-            "hourly": self.quote.hourly if self.quote else None,
-            "hours": round(self.hours, 2),
-            "until": format_instant(self.until),
-            "vm_size": self.vm_size,
-            "region": self.region,
-            "text": self.text,
-            "unknown_reason": None if money else (self.unknown_reason or "no price"),
-        }
-
-
-def cost_gate(cost: Optional[ExemptionCost], limit: Optional[CostLimit]) -> Optional[str]:
+def cost_gate(cost: Optional[CICost], limit: Optional[CostLimit]) -> Optional[str]:
     """None when the cost rule lets a request through at once; else why it needs an approver.
 
     An unknown cost is never "below": a price we could not look up must not let a GPU run all weekend.
@@ -184,7 +138,7 @@ def decide_exemption(
     ci: ComputeInstanceRecord,
     section: ExemptionSection,
     names: TagNames = TagNames(),
-    cost: Optional[ExemptionCost] = None,
+    cost: Optional[CICost] = None,
 ) -> PolicyDecision:
     """Record now, needs approval, or reject: the single place that decides (pure).
 

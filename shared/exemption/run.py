@@ -8,28 +8,36 @@ A request that needs approval is answered with the pending card, whose Approve /
 back what the answer flow needs to re-send the request with the approver's answer (the ``approval``
 object); the runbook then verifies that answer (docs/admin.md, "Cost-aware approval").
 
-Everything that can refuse a request does so BEFORE any write. The answer card goes to
-``settings.teams.workflow_url``; failing to post it is logged and reported, and never undoes a
-write. The run ends with a report of one CI and its outcome.
+Everything that can refuse a request does so BEFORE any write. Answers go back to the person who
+asked (the Teams ``responder``: a chat with them, through ``settings.teams.workflow_url`` and the
+routing contract of :mod:`shared.teams.routing`); the approval card goes to the approvers' place
+(``teams.approvers_recipient`` or the flow's approvers channel) while the requester is told it waits.
+Two voices: a request the runbook cannot use because of the wiring (unreadable body, no responder,
+the Teams flow skipping a step, a wrong shared secret) gives the requester only "could not be
+processed; your admin has been told", and the admins' channel and the job output get the full text.
+Failing to post is logged and reported, and never undoes a write. The run ends with a report of one
+CI and its outcome.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from shared.automation.webhook import SOURCE_DIRECT, InboundRequest
+from shared.azure.discovery import discover
 from shared.azure.errors import describe_error
 from shared.azure.ml_gateway import MLGateway
 from shared.azure.tag_writer import TagWriter
 from shared.errors import GatewayError, NotFoundError, ServiceError, TagWriteError
-from shared.exemption.policy import NEEDS_APPROVAL, REJECT, ExemptionCost, PolicyDecision, decide_exemption
-from shared.exemption.request import REQUEST, ExemptionRequest, Validation, validate_request
+from shared.exemption.policy import NEEDS_APPROVAL, REJECT, PolicyDecision, decide_exemption
+from shared.exemption.request import ACTIONS, REQUEST, ExemptionRequest, Validation, describe_asked, validate_request
 from shared.models import ComputeInstanceRecord, WorkspaceRef, hours_until
 from shared.pricing.client import RetailPriceClient
-from shared.pricing.cost import make_client
+from shared.pricing.cost import CICost, make_client
 from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection
 from shared.settings import Settings, workspace_in_scope
@@ -47,7 +55,9 @@ from shared.tags import (
     workspace_exemption_tag,
     workspace_exemption_value,
 )
-from shared.teams.inbound import check_shared_secret
+from shared.teams.inbound import check_shared_secret, parse_approval
+from shared.teams.post import post_card
+from shared.teams.routing import CHANNEL, Address
 from shared.times import load_zone
 
 log = logging.getLogger(__name__)
@@ -63,13 +73,26 @@ FORM_SENT = "form_sent"
 REJECTED = "rejected"
 FAILED = "failed"
 
-# The "Try again" button of the rejection card asks for a fresh request form.
+# The "Try again" button of the rejection card (and "Keep another" of the confirmation) asks for the
+# request form again, pre-filled with what its data carries (workspace, compute_instance, until_*, reason).
 FORM_ACTION = "request_exemption_form"
+# What a user reads when the wiring, not their request, is at fault (the full text goes to the admins).
+ADMIN_TOLD = "Your request could not be processed; your admin has been told."
+_SETTING_NAMES = re.compile(r"\s*\((?:scope|create|exemption|teams|pricing)\.[\w.]+\)")
+# Field ids in validation messages, in the words the form uses.
+_FIELD_WORDS = {
+    "workspace": "Workspace",
+    "compute_instance": "Compute instance",
+    "until_date": "The date",
+    "until_time": "The time",
+    "time_zone": "The time zone",
+    "reason": "Reason",
+}
 # What the pending card's Approve / Reject buttons send; the answer flow turns it into the request
 # body plus "approval" before it reaches the runbook, so arriving here as-is means the flow skipped that.
 APPROVAL_ACTION = "exemption_approval"
 
-Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames, Optional[ExemptionCost]], PolicyDecision]
+Decide = Callable[[ExemptionRequest, ComputeInstanceRecord, ExemptionSection, TagNames, Optional[CICost]], PolicyDecision]
 
 
 @dataclass
@@ -87,7 +110,7 @@ class ExemptionReport(RunReport):
 
 @dataclass
 class _Outcome:
-    """What happened, and the card that answers it."""
+    """What happened, and the card that answers it (plus, for a wiring error, what the admins are told)."""
 
     outcome: str
     detail: str
@@ -95,6 +118,7 @@ class _Outcome:
     context: Dict[str, Any]
     ci: Optional[ComputeInstanceRecord] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+    admin_problems: List[str] = field(default_factory=list)
 
 
 def handle_request(
@@ -121,27 +145,27 @@ def handle_request(
     log.info("Exemption request via %s (%s): action %s", inbound.origin, inbound.source, clean_text(repr(action), 80))
 
     validation: Optional[Validation] = None
+    requester = Address.responder(inbound.body.get("responder") if isinstance(inbound.body, Mapping) else None)
     secret_problem = (
         None if inbound.source == SOURCE_DIRECT else check_shared_secret(inbound.headers, section.require_shared_secret, settings.teams.shared_secret)
     )
     if secret_problem:
-        result = _rejected([secret_problem], {})
+        # Whoever sent it does not hold the secret: tell nobody it names (that would let anyone post cards to anyone), only the admins.
+        requester = CHANNEL
+    wiring = [secret_problem] if secret_problem else wiring_problems(inbound.body)
+    if wiring:
+        result = _wiring(wiring, _asked_context(describe_asked(data)))
     elif action == FORM_ACTION:
-        result = _Outcome(FORM_SENT, "sent a new request form", "exemption_request", form_context(section, now))
-    elif action == APPROVAL_ACTION:
-        problem = (
-            "This is the pending card's Approve/Reject answer as Teams sent it: the answer flow must turn it into the request "
-            "with its 'approval' before calling the webhook (docs/admin.md, Cost-aware approval)."
-        )
-        result = _rejected([problem], {})
+        result = _Outcome(FORM_SENT, "sent the request form", "exemption_request", request_form_context(settings, section, gateway, now, data, inbound.body))
     else:
         validation = validate_request(inbound.body, now, section.rules())
         if not validation.ok:
-            result = _rejected(list(validation.reasons), _asked_context(validation.asked))
+            result = _rejected([user_words(r) for r in validation.reasons], _asked_context(validation.asked), detail=" ".join(validation.reasons))
         else:
             assert validation.request is not None
             prices = prices if prices is not None else price_client(settings, section)
             result = _process(validation.request, settings, section, gateway, tag_writer, now, decide, prices)
+            requester = Address.responder(validation.request.responder)
 
     asked = validation.asked if validation else {}
     request = validation.request if validation else None
@@ -152,7 +176,18 @@ def handle_request(
     report.extra["needs_approval"] = result.outcome == PENDING_APPROVAL
     report.extra["auto_approve_below"] = asdict(section.auto_approve_below) if section.auto_approve_below else None
     report.extra["answer_card"] = result.card
-    report.extra["answer_posted"] = post_answer(result.card, result.context, settings, session=session)
+    if result.admin_problems and requester.is_channel:
+        # Nobody to answer: the generic line would only reach the admins' channel, which gets the full text below.
+        report.extra["answer_posted"] = False
+    else:
+        report.extra["answer_posted"] = post_answer(result.card, result.context, settings, to=requester, session=session)
+    if result.outcome == PENDING_APPROVAL:
+        approval_context = {**result.context, "for_approvers": True}
+        approvers = Address.approvers(settings.teams.approvers_recipient)
+        report.extra["approval_posted"] = post_answer(result.card, approval_context, settings, to=approvers, session=session)
+    if result.admin_problems:
+        report.extra["admin_problems"] = list(result.admin_problems)
+        report.extra["admins_told"] = tell_admins("An exemption request could not be processed", result.admin_problems, settings, requester, session=session)
     log.info("Outcome: %s (%s)", result.outcome, result.detail)
     report.finish()
     return report
@@ -165,37 +200,76 @@ def tag_writer_for(credential: Any, gateway: MLGateway, section: ExemptionSectio
     )
 
 
+def wiring_problems(body: Any) -> List[str]:
+    """What is wrong with the request's wiring (the Teams flow or whatever called the webhook), not with what
+    the person asked: no object, no ``data``, no usable ``responder``, an action no card sends, an ``approval``
+    the flow built wrongly, or the pending card's raw Approve/Reject (the flow skipped its Compose)."""
+    if not isinstance(body, Mapping):
+        return ["The request is not a JSON object."]
+    problems = []
+    data = body.get("data")
+    if not isinstance(data, Mapping):
+        problems.append("The request has no 'data' object with the card's inputs.")
+    else:
+        action = data.get("action")
+        if action == APPROVAL_ACTION:
+            problems.append(
+                "This is the pending card's Approve/Reject answer as Teams sent it: the answer flow must turn it into the request "
+                "with its 'approval' before calling the webhook (docs/admin.md, Cost-aware approval)."
+            )
+        elif action not in (*ACTIONS, FORM_ACTION):
+            problems.append(f"Unknown action {clean_text(repr(action), 60)}: expected {', '.join((*ACTIONS, FORM_ACTION))}.")
+    responder = body.get("responder")
+    if not isinstance(responder, Mapping):
+        problems.append("The request does not say who responded ('responder' is missing): the Teams flow must pass the card's responder.")
+    elif Address.responder(responder).is_channel:
+        problems.append("The request's 'responder' has no usable objectId or userPrincipalName: the Teams flow must pass the card's responder unchanged.")
+    if "approval" in body:
+        problems += [f"{p[:1].upper()}{p[1:]}." for p in parse_approval(body.get("approval"))[1]]
+    return problems
+
+
+def user_words(reason: str) -> str:
+    """A reason in the requester's words: the form's labels for field ids (``'until_time' is missing.`` →
+    ``The time is missing.``) and no settings names (``… (exemption.approvers)``: the job output keeps them)."""
+    for key, words in _FIELD_WORDS.items():
+        reason = reason.replace(f"'{key}' is missing", f"{words} is missing").replace(f"'{key}' is ", f"{words} is ")
+    return _SETTING_NAMES.sub("", reason)
+
+
+def tell_admins(title: str, problems: List[str], settings: Settings, requester: Address = CHANNEL, *, session: Any = None) -> bool:
+    """Post the full text of a wiring or admin problem to the admins' channel (it is also in the job output)."""
+    for problem in problems:
+        log.error("For the admins: %s", problem)
+    context = {
+        "title": title,
+        "what": "The requester was told only that it could not be processed. Fix the Teams flow or the settings, then ask them to try again.",
+        "runbook": RUNBOOK,
+        "details": list(problems),
+        "requested_by": None if requester.is_channel else requester.label,
+    }
+    return post_card("admin_notice", context, settings.teams.workflow_url, CHANNEL, session=session).ok
+
+
 def reject_unreadable(message: str, settings: Settings, *, now: Optional[datetime] = None, session: Any = None) -> ExemptionReport:
-    """Report (exit code 2) and answer a request that could not even be read (bad JSON, no request)."""
+    """Report (exit code 2) a request that could not even be read (bad JSON, no request): nobody to answer is
+    known, so only the admins' channel is told, in full."""
     now = now or datetime.now(timezone.utc)
     report = ExemptionReport(RUNBOOK, False, started_at=now, unusable_input=True)
     log.error("Unusable request: %s", message)
-    reasons = [f"The request could not be read: {message}."]
-    report.results.append(CIResult("", "", "-", "-", "", REJECTED, reasons[0]))  # "-": nothing could be read
-    report.extra.update({"cost": None, "needs_approval": False})
-    report.extra["answer_card"] = "exemption_rejected"
-    report.extra["answer_posted"] = post_answer("exemption_rejected", {"reasons": reasons}, settings, session=session)
+    problem = f"The request could not be read: {message}."
+    report.results.append(CIResult("", "", "-", "-", "", REJECTED, problem))  # "-": nothing could be read
+    report.extra.update({"cost": None, "needs_approval": False, "admin_problems": [problem]})
+    report.extra["answer_card"] = None
+    report.extra["answer_posted"] = False
+    report.extra["admins_told"] = tell_admins("An exemption request could not be read", [problem], settings, session=session)
     report.finish()
     return report
 
 
-def post_answer(card_name: str, context: Mapping[str, Any], settings: Settings, *, session: Any = None) -> bool:
-    """Render and post an answer card; False (logged) when it is not configured, not renderable or refused."""
-    from shared.teams.cards import CardError, render_card
-    from shared.teams.client import TeamsWorkflowClient
-
-    if not settings.teams.workflow_url:
-        log.warning("teams.workflow_url is not set: the %s answer is not posted", card_name)
-        return False
-    try:
-        card = render_card(card_name, **context)
-    except CardError as exc:
-        log.error("Could not render the %s card: %s", card_name, exc)
-        return False
-    result = TeamsWorkflowClient(settings.teams.workflow_url, session=session).post_card(card)
-    if not result.ok:
-        log.error("Could not post the %s card to Teams: %s", card_name, result.error)
-    return result.ok
+def post_answer(card_name: str, context: Mapping[str, Any], settings: Settings, *, to: Address = CHANNEL, session: Any = None) -> bool:
+    """Render and post an answer card to ``to``; False (logged) when it is not configured, not renderable or refused."""
+    return post_card(card_name, context, settings.teams.workflow_url, to, session=session).ok
 
 
 def price_client(settings: Settings, section: ExemptionSection, session: Any = None) -> RetailPriceClient:
@@ -210,7 +284,7 @@ def price_client(settings: Settings, section: ExemptionSection, session: Any = N
     return make_client(pricing, session)
 
 
-def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord, prices: RetailPriceClient, now: datetime) -> ExemptionCost:
+def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord, prices: RetailPriceClient, now: datetime) -> CICost:
     """The list-price cost of ``ci`` running from ``now`` until the request's end; never raises (unknown instead)."""
     assert request.until is not None
     size, region = ci.vm_size or "", ci.location or ""
@@ -226,8 +300,8 @@ def estimate_exemption_cost(request: ExemptionRequest, ci: ComputeInstanceRecord
         if quote is None and not reason:
             # The client logs the exact cause (HTTP error, no Linux pay-as-you-go item) in the job output.
             reason = f"no list price for {size} in {region} (the lookup failed or the size has no Linux pay-as-you-go price; see the job log)"
-    cost = ExemptionCost(size, region, hours_until(now, request.until), request.until, prices.currency, quote, reason)
-    log.info("Estimated cost of %s: %s", ci.key, cost.text)
+    cost = CICost(ci.key, size, region, hours_until(now, request.until), quote, request.until, prices.currency, reason)
+    log.info("Estimated cost of %s: %s", ci.key, cost.estimate_text)
     return cost
 
 
@@ -258,15 +332,49 @@ def approval_card_data(request: ExemptionRequest) -> Dict[str, Any]:
     }
 
 
-def form_context(section: ExemptionSection, now: datetime) -> Dict[str, Any]:
-    """Context of the ``exemption_request`` form card."""
+def workspace_label(ws: WorkspaceRef) -> str:
+    """How a workspace is shown to people: ``mlw-vision (rg-ml-research)``; the key stays in card data."""
+    return f"{ws.name} ({ws.resource_group})"
+
+
+def form_context(section: ExemptionSection, now: datetime, **prefill: Any) -> Dict[str, Any]:
+    """Context of the ``exemption_request`` form card (no workspace list: a text box)."""
+    zone = load_zone(section.default_time_zone)
     return {
         "workspaces": [],
+        "compute_instances": [],
         "time_zones": list(section.time_zones),
         "default_time_zone": section.default_time_zone,
         "max_hours": int(section.max_hours),
-        "min_date": now.astimezone(timezone.utc).strftime("%Y-%m-%d"),
+        "min_date": now.astimezone(zone).strftime("%Y-%m-%d"),
+        "max_date": (now + timedelta(hours=section.max_hours)).astimezone(zone).strftime("%Y-%m-%d"),
+        **{k: v for k, v in prefill.items() if v},
     }
+
+
+def request_form_context(settings: Settings, section: ExemptionSection, gateway: Any, now: datetime, data: Any, body: Any) -> Dict[str, Any]:
+    """The request form again, pre-filled with what ``data`` carries (the rejected or granted request), the
+    workspaces of the scope as a choice list (names, not GUID paths) and, where the runbook can list
+    them, the requester's own compute instances as a choice list."""
+    asked = describe_asked(data)
+    prefill = {k: asked.get(k) for k in ("workspace", "compute_instance", "until_date", "until_time", "time_zone", "reason")}
+    context = form_context(section, now, **prefill)
+    responder = body.get("responder") if isinstance(body, Mapping) else None
+    oid = str(responder.get("objectId") or "").lower() if isinstance(responder, Mapping) else ""
+    try:
+        inventory = discover(gateway, settings.scope)
+    except Exception as exc:  # noqa: BLE001 - without the lists the form still works with text boxes
+        log.warning("Could not list the workspaces for the request form: %s", describe_error(exc))
+        return context
+    workspaces = sorted(inventory.workspaces, key=lambda w: (w.name.lower(), w.resource_group.lower()))
+    context["workspaces"] = [{"title": workspace_label(w), "value": w.key} for w in workspaces]
+    mine = [ci for ci in inventory.instances if oid and (ci.assigned_user_object_id or "").lower() == oid]
+    context["compute_instances"] = [
+        {"title": f"{ci.name} ({ci.workspace.name})", "value": ci.name} for ci in sorted(mine, key=lambda c: (c.name.lower(), c.workspace.name.lower()))
+    ]
+    if len({ci.workspace.key.lower() for ci in mine}) == 1 and not context.get("workspace"):
+        context["workspace"] = mine[0].workspace.key
+    return context
 
 
 # -- the steps ----------------------------------------------------------------------------
@@ -305,11 +413,11 @@ def _decided(
     names: TagNames,
     writer: TagWriter,
     now: datetime,
-    cost: Optional[ExemptionCost],
+    cost: Optional[CICost],
 ) -> _Outcome:
-    asked = {**_request_context(request), **({"cost_text": cost.text} if cost else {})}
+    asked = {**_request_context(request), **({"cost_text": cost.estimate_text} if cost else {})}
     if decision.verdict == REJECT:
-        return _rejected(list(decision.reasons), asked, ci)
+        return _rejected([user_words(r) for r in decision.reasons], asked, ci, detail=" ".join(decision.reasons))
     if decision.verdict == NEEDS_APPROVAL:
         context = {**asked, "approvers": list(section.approvers), "approval_request": approval_card_data(request)}
         return _Outcome(PENDING_APPROVAL, "; ".join(decision.reasons) or "waiting for an approver", "exemption_pending_approval", context, ci)
@@ -423,8 +531,9 @@ def _cancel(request: ExemptionRequest, ci: ComputeInstanceRecord, names: TagName
         until = tag_value(ci.workspace.tags, ws_tag)
     context: Dict[str, Any] = {
         "workspace": request.workspace.key,
+        "workspace_label": workspace_label(request.workspace),
         "compute_instance": ci.name,
-        "cancelled_by": request.responder.who,
+        "cancelled_by": _person(request.responder),
         "until_utc": until,
     }
     if not ours and not on_ws:
@@ -475,13 +584,21 @@ def _place_text(place: str, ci: ComputeInstanceRecord, ws_tag: str) -> str:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _rejected(reasons: List[str], asked: Dict[str, Any], ci: Optional[ComputeInstanceRecord] = None) -> _Outcome:
-    return _Outcome(REJECTED, " ".join(reasons), "exemption_rejected", {"reasons": reasons, **asked}, ci)
+def _rejected(reasons: List[str], asked: Dict[str, Any], ci: Optional[ComputeInstanceRecord] = None, detail: str = "") -> _Outcome:
+    return _Outcome(REJECTED, detail or " ".join(reasons), "exemption_rejected", {"reasons": reasons, **asked}, ci)
+
+
+def _wiring(problems: List[str], asked: Dict[str, Any]) -> _Outcome:
+    """A request the wiring broke: the requester reads only :data:`ADMIN_TOLD`; the admins get ``problems``."""
+    return _Outcome(REJECTED, " ".join(problems), "exemption_rejected", {"reasons": [ADMIN_TOLD], "admin_told": True, **asked}, admin_problems=problems)
 
 
 def _failed(problem: str, asked: Dict[str, Any], ci: Optional[ComputeInstanceRecord] = None) -> _Outcome:
+    # Our failure, not the request's: the requester is told it did not work; the admins get the cause.
     log.error("%s", problem)
-    return _Outcome(FAILED, problem, "exemption_rejected", {"reasons": [problem], **asked}, ci)
+    told = "It could not be done because of a problem on our side; your admin has been told. Nothing was changed."
+    context = {"reasons": [told], "admin_told": True, **asked}
+    return _Outcome(FAILED, problem, "exemption_rejected", context, ci, admin_problems=[problem])
 
 
 def _write_problem(exc: BaseException) -> str:
@@ -489,12 +606,29 @@ def _write_problem(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, TagWriteError) else describe_error(exc)
 
 
+def _person(responder: Any) -> str:
+    """A person as a card names them: ``Ada Lovelace (ada@contoso.com)``, else the UPN, else the object id."""
+    name, who = getattr(responder, "display_name", ""), responder.who
+    return f"{name} ({who})" if name and name != who else who
+
+
 def _request_context(request: ExemptionRequest) -> Dict[str, Any]:
     """What the answer cards echo of a valid request."""
-    context: Dict[str, Any] = {"workspace": request.workspace.key, "compute_instance": request.compute_instance, "requested_by": request.responder.who}
+    context: Dict[str, Any] = {
+        "workspace": request.workspace.key,
+        "workspace_label": workspace_label(request.workspace),
+        "compute_instance": request.compute_instance,
+        "requested_by": _person(request.responder),
+    }
     if request.until is not None:
-        context.update({"until_utc": request.until_text, "until_local": request.until_local, "reason": request.reason})
+        context.update({"until_utc": request.until_text, "until_local": request.until_local, "reason": request.reason, "asked": _asked_form_data(request)})
     return context
+
+
+def _asked_form_data(request: ExemptionRequest) -> Dict[str, Any]:
+    """What "Try again" / "Keep another" send back: the request, to pre-fill the form."""
+    data = approval_card_data(request)["request"] if request.until is not None else {"workspace": request.workspace.key}
+    return {**data, "action": FORM_ACTION}
 
 
 def _asked_context(asked: Mapping[str, str]) -> Dict[str, Any]:
@@ -503,6 +637,10 @@ def _asked_context(asked: Mapping[str, str]) -> Dict[str, Any]:
     when = " ".join(asked[k] for k in ("until_date", "until_time", "time_zone") if k in asked)
     if when:
         out["until_local"] = when
+    if "workspace" in asked:
+        ws = _workspace_guess(asked["workspace"])
+        out["workspace_label"] = workspace_label(ws) if ws.resource_group else asked["workspace"]
+    out["asked"] = {**{k: v for k, v in asked.items() if k != "action"}, "action": FORM_ACTION}
     return out
 
 

@@ -42,8 +42,6 @@ MAX_PAGES = 5
 PricePair = Tuple[str, str]  # (vm_size, region) as the CI reports them
 
 
-
-
 # -- pure: how long a stopped CI would otherwise have run -------------------------------------
 
 
@@ -83,13 +81,21 @@ def hours_avoided(now: datetime, section: PricingSection) -> float:
 
 @dataclass(frozen=True)
 class CICost:
-    """The estimated cost of one CI running ``hours`` more; ``quote`` None means the price is unknown."""
+    """The estimated cost of one CI running ``hours`` more; ``quote`` None means the price is unknown.
+
+    The one cost type of the product: the sweep's "avoided" cost, the warning's overnight cost and an
+    exemption's cost (which also knows ``until``, the ``currency`` asked for and, when the price is
+    unknown, ``unknown_reason`` in words for the card).
+    """
 
     key: str
     vm_size: str
     region: str
     hours: float
     quote: Optional[PriceQuote]
+    until: Optional[datetime] = None
+    currency: str = ""  # the currency asked for (the quote's when known)
+    unknown_reason: str = ""
 
     @property
     def amount(self) -> Optional[Money]:
@@ -106,17 +112,33 @@ class CICost:
         """``"~USD 4.47"`` or ``"unknown (no price)"``: for notes next to other text."""
         return f"~{self.text}" if self.quote else "unknown (no price)"
 
-    def to_dict(self) -> Dict[str, Any]:
+    @property
+    def estimate_text(self) -> str:
+        """``"≈ USD 12.34 until Tue 24 Nov 07:00 UTC at USD 1.03/h (Standard_NC6s_v3, westeurope)"``, or why it is unknown."""
         money = self.amount
-        return {
+        if money is None or self.quote is None:
+            return f"estimated cost unknown: {self.unknown_reason or 'no price'}"
+        hourly = Money(self.quote.hourly, self.quote.currency)
+        until = f" until {self.until.astimezone(timezone.utc).strftime('%a %d %b %H:%M UTC')}" if self.until else ""
+        return f"\u2248 {money.format()}{until} at {hourly.format()}/h ({self.quote.vm_size}, {self.quote.region})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """For the JSON summary; a cost with ``until`` (an exemption's) also gives ``until`` and ``unknown_reason``."""
+        money = self.amount
+        out: Dict[str, Any] = {
             "vm_size": self.vm_size,
             "region": self.region,
             "hours": round(self.hours, 2),
             "hourly": self.quote.hourly if self.quote else None,
             "amount": round(money.amount, 2) if money else None,
-            "currency": self.quote.currency if self.quote else None,
+            "currency": self.quote.currency if self.quote else (self.currency or None),
             "text": self.text,
         }
+        if self.until is not None:
+            out.update(
+                {"until": format_instant(self.until), "text": self.estimate_text, "unknown_reason": None if money else (self.unknown_reason or "no price")}
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -165,7 +187,8 @@ def avoided_text(estimate: CostEstimate, dry_run: bool) -> str:
     """The one line the nightly card and the report show, e.g. "Estimated cost avoided: USD 35.20 (…)"."""
     n = len(estimate.items)
     lead = "Estimated cost a real run would avoid" if dry_run else "Estimated cost avoided"
-    period = f"{estimate.hours:.1f} h each, until {format_instant(estimate.until)}"
+    # Read by people on the card and in the job output: a short UTC time, not ISO 8601 (the summary's cost_avoided.until has that).
+    period = f"{estimate.hours:.1f} h each, until {estimate.until.astimezone(timezone.utc):%a %d %b %H:%M} UTC"
     text = f"{lead}: {estimate.total_text()} ({n} compute instance{'s' if n != 1 else ''}, {period}, list prices)"
     if estimate.unknown:
         text += f"; price unknown for {estimate.unknown}"

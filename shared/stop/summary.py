@@ -11,6 +11,14 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def scope_label(scope: str) -> str:
+    """A scope that could not be read, as people name it: ``workspace <sub>/<rg>/<ws>`` → ``mlw-fraud (rg-ml-product)``,
+    ``subscription <id>`` unchanged (its id is its name here)."""
+    text = scope.removeprefix("workspace ").strip()
+    parts = text.split("/")
+    return f"{parts[2]} ({parts[1]})" if scope.startswith("workspace ") and len(parts) == 3 else scope
+
+
 def summary_context(report: RunReport) -> Dict[str, Any]:
     """The ``summary`` context of the ``nightly_summary`` card, built from a sweep report."""
     data = report.to_dict()
@@ -22,7 +30,7 @@ def summary_context(report: RunReport) -> Dict[str, Any]:
         "items": [
             {"workspace": r["workspace"], "compute_instance": r["compute_instance"], "outcome": r["outcome"], "detail": r["detail"]} for r in data["results"]
         ]
-        + [{"workspace": e["scope"], "compute_instance": "-", "outcome": "failed", "detail": e["error"]} for e in data["errors"]],
+        + [{"workspace": scope_label(e["scope"]), "compute_instance": "-", "outcome": "failed", "detail": e["error"]} for e in data["errors"]],
         "expiring": report.extra.get("expiring_exemptions", []),
         "undermined": [
             {"workspace": u["workspace"], "compute_instance": u["compute_instance"], "why": "; ".join(u["undermined_by"])}
@@ -33,20 +41,9 @@ def summary_context(report: RunReport) -> Dict[str, Any]:
 
 
 def post_nightly_summary(report: RunReport, settings: Settings, *, session: Optional[Any] = None) -> bool:
-    """Render and post the summary card; a failure is logged and recorded, never raised."""
-    from shared.teams.cards import CardError, render_card
-    from shared.teams.client import TeamsWorkflowClient
+    """Render and post the summary card to the configured channel (the admins' place); a failure is logged and recorded, never raised."""
+    from shared.teams.post import post_card
 
-    try:
-        card = render_card("nightly_summary", summary=summary_context(report))
-    except CardError as exc:
-        log.error("Could not render the nightly summary card: %s", exc)
-        report.extra["teams_summary_posted"] = False
-        return False
-    result = TeamsWorkflowClient(settings.teams.workflow_url or "", session=session).post_card(card)
-    report.extra["teams_summary_posted"] = result.ok
-    if result.ok:
-        log.info("Posted the nightly summary card to Teams (%d attempt(s))", result.attempts)
-    else:
-        log.error("Could not post the nightly summary card to Teams: %s", result.error)
-    return result.ok
+    posted = post_card("nightly_summary", {"summary": summary_context(report)}, settings.teams.workflow_url, session=session)
+    report.extra["teams_summary_posted"] = posted.ok
+    return posted.ok

@@ -12,7 +12,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List
+from typing import Any, Dict, Iterable, List
 
 import jinja2
 
@@ -21,6 +21,8 @@ import jinja2
 MAX_MESSAGE_BYTES = 28 * 1024
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# An instant as format_instant writes it: the only text the templates put inside {{DATE()}}/{{TIME()}}.
+_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the shared package (this file is shared/teams/cards.py)
 
 
@@ -71,6 +73,7 @@ def _environment(directory: str) -> jinja2.Environment:
     )
     env.filters["clip"] = clip
     env.filters["fit_rows"] = fit_rows
+    env.tests["instant"] = lambda value: isinstance(value, str) and _INSTANT.match(value) is not None
     return env
 
 
@@ -119,12 +122,3 @@ def render_card(name: str, /, **context: Any) -> Dict[str, Any]:
     return card
 
 
-def iter_elements(card: Any) -> Iterator[Dict[str, Any]]:
-    """Every JSON object in a card (elements, inputs, actions, their data), depth-first in document order."""
-    if isinstance(card, dict):
-        yield card
-        for value in card.values():
-            yield from iter_elements(value)
-    elif isinstance(card, list):
-        for item in card:
-            yield from iter_elements(item)

@@ -2,13 +2,13 @@
 
 Settings section ``warning``::
 
-    {"minutes_before": 30, "stop_time": null, "time_zone": "UTC", "workflow_url": null, "max_cis_per_card": 8}
+    {"minutes_before": 30, "stop_time": null, "time_zone": "UTC", "workflow_url": null, "max_cis_per_card": 4}
 
 - ``minutes_before``: how long before the nightly stop the warning runs (publish.py schedules it);
 - ``stop_time`` / ``time_zone``: the nightly stop's local time, if known; then the warning names that
   time even when its own job started late, else it says "now + minutes_before";
 - ``workflow_url``: the Teams workflow that delivers warnings (default ``teams.workflow_url``);
-- ``max_cis_per_card``: an owner with more CIs gets several cards (a Teams message holds 28 KB).
+- ``max_cis_per_card``: an owner gets one card per workspace, split after this many CIs (short on a phone).
 
 Each CI the sweep will stop goes to one recipient: the owner tag written at creation
 (:attr:`TagNames.owner`, a UPN or an Entra object id), else the CI's assigned user (object id), else
@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from shared.exemption.request import REQUEST
 from shared.models import GUID as _GUID
@@ -30,6 +29,7 @@ from shared.pricing.cost import CostEstimate
 from shared.sections import WarningSection
 from shared.stop.policy import Decision
 from shared.tags import TagNames, tag_value
+from shared.teams.routing import CHANNEL, Address, address_url
 from shared.times import format_instant, load_zone
 
 UPN = "upn"
@@ -39,8 +39,6 @@ _KIND_ORDER = {UPN: 0, OBJECT_ID: 1, FALLBACK: 2}
 
 # A UPN or e-mail address: one @, no spaces; Teams resolves it, we only route on it.
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
 
 
 @dataclass(frozen=True)
@@ -81,20 +79,20 @@ def recipient_for(ci: ComputeInstanceRecord, names: TagNames = TagNames()) -> Re
     return Recipient(FALLBACK)
 
 
-def delivery_url(workflow_url: str, recipient: Recipient) -> str:
-    """The workflow URL for ``recipient``: with ``recipient`` and ``recipient_type`` query parameters
-    for a person (the flow posts to a chat with them), unchanged for the fallback channel.
+def address_of(recipient: Recipient) -> Address:
+    """The Teams address of a warning recipient: a chat with the person, or the configured channel."""
+    return CHANNEL if recipient.kind == FALLBACK else Address(recipient.address, recipient.kind)
+
+
+def delivery_url(workflow_url: str, recipient: Recipient, wait: bool = True) -> str:
+    """The workflow URL for ``recipient`` (shared.teams.routing's contract): ``recipient`` and
+    ``recipient_type`` query parameters for a person, none for the fallback channel, and ``wait=true``
+    because a warning card expects an answer.
 
     The Teams message envelope has no room for an addressee, so it travels in the URL, where a flow
-    reads it as ``triggerOutputs()?['queries']?['recipient']`` (docs/admin.md, "Delivering warnings to each person").
+    reads it as ``triggerOutputs()?['queries']?['recipient']`` (docs/admin.md, "Routing contract").
     """
-    if recipient.kind == FALLBACK:
-        return workflow_url
-    parts = urlsplit(workflow_url)
-    # Appended, never re-encoded: the signed parameters (sp, sv, sig) must stay byte for byte.
-    extra = urlencode([("recipient", recipient.address), ("recipient_type", recipient.kind)])
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return address_url(workflow_url, address_of(recipient), wait)
 
 
 def to_stop_by_recipient(
@@ -130,8 +128,28 @@ def stop_time(now: datetime, section: WarningSection) -> datetime:
 
 
 @dataclass(frozen=True)
+class QuickPick:
+    """A one-tap "keep running until" answer: the button title and the request fields it sends."""
+
+    title: str
+    until: datetime  # aware UTC, for the card's {{DATE()}}/{{TIME()}}
+    until_date: str
+    until_time: str
+    time_zone: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "title": self.title,
+            "until": format_instant(self.until),
+            "until_date": self.until_date,
+            "until_time": self.until_time,
+            "time_zone": self.time_zone,
+        }
+
+
+@dataclass(frozen=True)
 class ExemptionForm:
-    """The "keep running until…" inputs: choices and defaults as on the ``exemption_request`` card."""
+    """The "keep running until…" inputs: choices, defaults, limits and one-tap picks."""
 
     time_zones: Tuple[str, ...]
     default_time_zone: str
@@ -139,27 +157,47 @@ class ExemptionForm:
     until_date: str = ""
     until_time: str = "08:00"
     max_hours: float = 72.0
+    max_date: str = ""
+    quick: Tuple[QuickPick, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "time_zones": list(self.time_zones),
             "default_time_zone": self.default_time_zone,
             "min_date": self.min_date,
+            "max_date": self.max_date,
             "until_date": self.until_date,
             "until_time": self.until_time,
             "max_hours": self.max_hours,
+            "quick": [q.to_dict() for q in self.quick],
         }
 
 
+def _pick(title: str, until: datetime, zone_name: str) -> QuickPick:
+    local = until.astimezone(load_zone(zone_name))
+    return QuickPick(title, until.astimezone(timezone.utc), local.strftime("%Y-%m-%d"), local.strftime("%H:%M"), zone_name)
+
+
 def exemption_form(now: datetime, suggested_until: datetime, time_zones: Sequence[str], default_time_zone: str, max_hours: float) -> ExemptionForm:
-    """Form defaults: ``suggested_until`` (the next morning) in the default time zone, if the exemption rules allow it."""
+    """Form defaults: ``suggested_until`` (the next morning) in the default time zone, if the exemption
+    rules allow it; the latest date allowed; one-tap picks "until <next morning>" and "+24 h" where allowed."""
     zone = load_zone(default_time_zone)
     local_now = now.astimezone(zone)
-    form = ExemptionForm(tuple(time_zones), default_time_zone, local_now.strftime("%Y-%m-%d"), max_hours=max_hours)
+    latest = (now + timedelta(hours=max_hours)).astimezone(zone)
+    quick: List[QuickPick] = []
+    until_date, until_time = "", "08:00"
     if now < suggested_until <= now + timedelta(hours=max_hours):
         local = suggested_until.astimezone(zone)
-        return ExemptionForm(form.time_zones, form.default_time_zone, form.min_date, local.strftime("%Y-%m-%d"), local.strftime("%H:%M"), max_hours)
-    return form
+        until_date, until_time = local.strftime("%Y-%m-%d"), local.strftime("%H:%M")
+        quick.append(_pick(f"Until {local:%a %H:%M %Z}", suggested_until, default_time_zone))  # e.g. "Until Tue 09:00 CET"
+    # "+24 h" from the moment the warning is read is unknowable: from the stop on the card's day, rounded up to the quarter hour.
+    plus = (now + timedelta(hours=24)).replace(second=0, microsecond=0)
+    plus += timedelta(minutes=(-plus.minute) % 15)
+    if max_hours >= 24 and plus <= now + timedelta(hours=max_hours) and all(q.until != plus for q in quick):
+        quick.append(_pick("+24 h", plus, default_time_zone))
+    return ExemptionForm(
+        tuple(time_zones), default_time_zone, local_now.strftime("%Y-%m-%d"), until_date, until_time, max_hours, latest.strftime("%Y-%m-%d"), tuple(quick)
+    )
 
 
 @dataclass(frozen=True)
@@ -176,26 +214,38 @@ def warning_cards(
     stop_at: datetime,
     form: ExemptionForm,
     estimate: Optional[CostEstimate] = None,
-    max_cis_per_card: int = 8,
+    max_cis_per_card: int = 4,
 ) -> List[WarningCard]:
-    """The ``stop_warning`` card contexts: one per recipient, split into parts of ``max_cis_per_card`` CIs.
+    """The ``stop_warning`` card contexts: one per recipient and workspace, split into parts of
+    ``max_cis_per_card`` CIs. Each card has one "keep running" form: a choice list of its CIs (when
+    more than one), one-tap picks and another time, so it stays short on a phone.
 
     ``estimate`` prices running on from ``stop_at`` (the overnight cost per CI); None when pricing is off.
     """
     cards = []
     for who, cis in groups:
-        chunks = [cis[i : i + max_cis_per_card] for i in range(0, len(cis), max_cis_per_card)]
-        for part, chunk in enumerate(chunks, start=1):
-            context = {
-                "recipient": who.to_dict(),
-                "stop_at": format_instant(stop_at),
-                "part": part,
-                "parts": len(chunks),
-                "items": [_item(ci, stop_at, estimate) for ci in chunk],
-                "overnight": _overnight(chunk, estimate),
-                "form": form.to_dict(),
-            }
-            cards.append(WarningCard(who, tuple(ci.key for ci in chunk), context))
+        by_workspace: Dict[str, List[ComputeInstanceRecord]] = {}
+        for ci in cis:
+            by_workspace.setdefault(ci.workspace.key.lower(), []).append(ci)
+        for group in by_workspace.values():
+            chunks = [group[i : i + max_cis_per_card] for i in range(0, len(group), max_cis_per_card)]
+            for part, chunk in enumerate(chunks, start=1):
+                ws = chunk[0].workspace
+                submit: Dict[str, Any] = {"action": REQUEST, "workspace": ws.key}
+                if len(chunk) == 1:
+                    submit["compute_instance"] = chunk[0].name
+                context = {
+                    "recipient": who.to_dict(),
+                    "stop_at": format_instant(stop_at),
+                    "part": part,
+                    "parts": len(chunks),
+                    "workspace": {"name": ws.name, "resource_group": ws.resource_group},
+                    "items": [_item(ci, stop_at, estimate) for ci in chunk],
+                    "overnight": _overnight(chunk, estimate),
+                    "form": form.to_dict(),
+                    "submit": submit,
+                }
+                cards.append(WarningCard(who, tuple(ci.key for ci in chunk), context))
     return cards
 
 

@@ -1,5 +1,7 @@
 """The pre-stop warning's orchestration (I/O): discover, take the sweep's own plan at the stop time,
-price it, and deliver one card per recipient. The pure parts (who gets which CIs, card contexts)
+price it, and deliver one card per recipient and workspace, paced to the Teams connector's limit
+(25 posts per connection per 5 minutes: :mod:`shared.teams.post`); when the fleet's cards do not fit
+the lead time, the job output and the admins' channel say so, with the lead time that would fit. The pure parts (who gets which CIs, card contexts)
 are in :mod:`shared.warning.policy`; the runbook ``runbooks/warn_before_stop.py`` only parses parameters."""
 
 from __future__ import annotations
@@ -9,11 +11,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from shared.azure.discovery import Inventory, discover
 from shared.azure.ml_gateway import MLGateway
-from shared.azure.pacing import TokenBucketPacer
 from shared.exemption.policy import load_section
 from shared.models import FAILED
 from shared.pricing.cost import CostEstimate, make_client, next_morning, price_results
@@ -21,16 +22,14 @@ from shared.report import CIResult, RunReport
 from shared.sections import ExemptionSection, PricingSection, StopSection, WarningSection
 from shared.settings import Settings
 from shared.stop.run import plan
-from shared.teams.cards import CardError, render_card
-from shared.teams.client import TeamsWorkflowClient
+from shared.teams.post import CONNECTOR_CALLS, CONNECTOR_WINDOW_SECONDS, ConnectorPacer, post_card, time_needed
+from shared.teams.routing import CHANNEL
 from shared.times import format_instant
-from shared.warning.policy import WarningCard, delivery_url, exemption_form, stop_time, to_stop_by_recipient, warning_cards
+from shared.warning.policy import WarningCard, address_of, exemption_form, stop_time, to_stop_by_recipient, warning_cards
 
 RUNBOOK = "warn_before_stop"
 WARNED = "warned"
 WOULD_WARN = "would_warn"  # dry run
-# Teams throttles a workflow webhook above 4 requests a second: stay under it.
-POSTS_PER_SECOND = 3.0
 DRY_RUN_MARKER = "STOP_WARNING_CARD "
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
@@ -68,6 +67,7 @@ def run_warning(
     teams_session: Any = None,
     inventory: Optional[Inventory] = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunReport:
     """Discover, plan as the sweep will at the stop time, price, and deliver one card per recipient."""
     now = now or datetime.now(timezone.utc)
@@ -92,7 +92,13 @@ def run_warning(
     cards = warning_cards(groups, stop_at, form, estimate, sections.warning.max_cis_per_card)
 
     by_key = {ci.key: (ci, d) for ci, d in decisions}
-    pacer = TokenBucketPacer(burst=2, per_second=POSTS_PER_SECOND)
+    capacity = fit_lead_time(len(cards), sections.warning.minutes_before)
+    report.extra["teams_capacity"] = capacity
+    if not capacity["fits"]:
+        log.error("%s", capacity["message"])
+        if not dry_run:
+            post_card("admin_notice", admin_capacity_notice(capacity), sections.workflow_url, CHANNEL, session=teams_session, sleep=sleep)
+    pacer = ConnectorPacer(clock=clock, sleep=sleep)
     deliveries = []
     for card in cards:
         problem = _deliver(card, sections.workflow_url, dry_run, pacer, teams_session, sleep)
@@ -111,22 +117,54 @@ def run_warning(
     return report
 
 
+def fit_lead_time(cards: int, minutes_before: int) -> Dict[str, Any]:
+    """Whether ``cards`` warning posts fit in the lead time at the connector's pace, and what would fit.
+
+    Answers, approvals and the nightly summary share the same connection, so a fleet that only just
+    fits leaves them waiting: the message says so too."""
+    needed = time_needed(cards)
+    lead = minutes_before * 60.0
+    fits = needed < lead
+    per_lead = int(lead // CONNECTOR_WINDOW_SECONDS + (0 if lead % CONNECTOR_WINDOW_SECONDS == 0 else 1)) * CONNECTOR_CALLS
+    needed_minutes = int(needed // 60) + 1
+    if fits:
+        limit = f"{CONNECTOR_CALLS} per {CONNECTOR_WINDOW_SECONDS / 60:.0f} min"
+        message = f"{cards} warning card(s) take about {needed / 60:.0f} min at the Teams connector's limit ({limit}); the lead time is {minutes_before} min"
+    else:
+        message = (
+            f"{cards} warning cards do not fit the {minutes_before}-minute lead time: the Teams connector posts at most {CONNECTOR_CALLS} cards per "
+            f"{CONNECTOR_WINDOW_SECONDS / 60:.0f} minutes per connection (about {per_lead} in {minutes_before} min), so the last owners are warned "
+            f"about {needed / 60:.0f} min after the first, after the stop. Set warning.minutes_before to at least {needed_minutes + 5} "
+            "(and publish again), or lower the number of cards (warning.max_cis_per_card, fewer workspaces per owner)"
+        )
+    return {"cards": cards, "seconds_needed": needed, "lead_seconds": lead, "fits": fits, "message": message}
+
+
+def admin_capacity_notice(capacity: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``admin_notice`` context that tells the admins the warnings do not fit the lead time."""
+    return {
+        "title": "Stop warnings arrive too late",
+        "what": capacity["message"] + ".",
+        "runbook": RUNBOOK,
+        "details": [
+            f"cards: {capacity['cards']}",
+            f"time needed: {capacity['seconds_needed'] / 60:.0f} min",
+            f"lead time: {capacity['lead_seconds'] / 60:.0f} min",
+        ],
+    }
+
+
 def _deliver(
-    card: WarningCard, workflow_url: Optional[str], dry_run: bool, pacer: TokenBucketPacer, session: Any, sleep: Callable[[float], None]
+    card: WarningCard, workflow_url: Optional[str], dry_run: bool, pacer: ConnectorPacer, session: Any, sleep: Callable[[float], None]
 ) -> Optional[str]:
     """Render and post (or print) one card; None when delivered, else why not."""
-    try:
-        rendered = render_card("stop_warning", **card.context)
-    except CardError as exc:
-        log.error("Could not render the warning for %s: %s", card.recipient.label, exc)
-        return f"could not render the card: {exc}"
+    posted = post_card("stop_warning", card.context, workflow_url, address_of(card.recipient), session=session, pacer=pacer, sleep=sleep, dry_run=dry_run)
+    if posted.card is None:
+        return posted.error
     if dry_run:
-        print(DRY_RUN_MARKER + json.dumps({"recipient": card.recipient.to_dict(), "card": rendered}, ensure_ascii=False, separators=(",", ":")))
+        print(DRY_RUN_MARKER + json.dumps({"recipient": card.recipient.to_dict(), "card": posted.card}, ensure_ascii=False, separators=(",", ":")))
         return None
-    assert workflow_url  # main refuses to post without one
-    pacer.acquire()
-    result = TeamsWorkflowClient(delivery_url(workflow_url, card.recipient), session=session, sleep=sleep).post_card(rendered)
-    return None if result.ok else f"could not post the warning to Teams: {result.error}"
+    return None if posted.ok else f"could not post the warning to Teams: {posted.error}"
 
 
 def _outcome(card: WarningCard, dry_run: bool, problem: Optional[str]) -> Tuple[str, str]:

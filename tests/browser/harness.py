@@ -27,6 +27,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 BROWSER_DIR = Path(__file__).resolve().parent
 RENDERER_JS = BROWSER_DIR / "node_modules" / "adaptivecards" / "dist" / "adaptivecards.min.js"
+# Microsoft's published Teams host configs (npm adaptivecards-designer, installed with the renderer).
+HOST_CONFIG_DIR = BROWSER_DIR / "node_modules" / "adaptivecards-designer" / "lib" / "hostConfigs"
+TEAMS_THEMES = ("light", "dark")
+
+
+def teams_host_config(theme: str) -> Optional[Dict[str, Any]]:
+    """Microsoft's ``microsoft-teams-<theme>.json`` host config, or None when adaptivecards-designer is not installed."""
+    import json
+
+    path = HOST_CONFIG_DIR / f"microsoft-teams-{theme}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 CHROMIUM = os.environ.get("CI_GOVERNANCE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -146,12 +157,14 @@ class CardBrowser:
             self._page = page
         return self._page
 
-    def render(self, card: Dict[str, Any]) -> Dict[str, Any]:
-        """Render ``card`` (replacing the previous one); returns {"inputs": [ids]}. Raises HarnessError on renderer warnings or page errors."""
+    def render(self, card: Dict[str, Any], host_config: Optional[Dict[str, Any]] = None, width: Optional[int] = None) -> Dict[str, Any]:
+        """Render ``card`` (replacing the previous one), with ``host_config`` (default: the page's small Teams-like one) in a
+        card ``width`` px wide; returns {"inputs": [ids]}. Raises HarnessError on renderer warnings or page errors."""
         page = self._open_page()
         self._errors = []
         self._rendered = False
-        result = page.evaluate("card => window.renderCard(card)", card)
+        page.evaluate("w => { const c = document.getElementById('card'); c.style.maxWidth = c.style.width = w ? w + 'px' : ''; }", width)
+        result = page.evaluate("([card, config]) => window.renderCard(card, config)", [card, host_config])
         problems = self._errors + list(result["parseErrors"])
         if problems:
             raise HarnessError(f"the renderer reported: {problems}")
@@ -161,6 +174,7 @@ class CardBrowser:
     def fill(self, values: Dict[str, str]) -> None:
         """Fill inputs by card id, as a user would (dates as YYYY-MM-DD, times as HH:MM, choices by value)."""
         page = self._require_page()
+        page.evaluate("window.tagInputs()")
         for input_id, value in values.items():
             control = page.locator(f"[data-ac-id={_css_string(input_id)}]")
             if control.count() != 1:
@@ -172,6 +186,14 @@ class CardBrowser:
                 control.set_checked(value.lower() == "true")
             elif kind.startswith(("input:", "textarea:")):
                 control.fill(value)
+            elif kind.startswith("div:") and control.locator("input[type=text]").count() == 1:
+                # Input.ChoiceSet "filtered" (typeahead): a text box whose text is matched against the choice titles.
+                title = page.evaluate(
+                    "([id, v]) => { const i = window.__card.getAllInputs().find(x => x.id === id);"
+                    " const c = (i.choices || []).find(c => c.value === v); return c ? c.title : v; }",
+                    [input_id, value],
+                )
+                control.locator("input[type=text]").fill(title)
             else:
                 raise HarnessError(f"input {input_id!r} renders as {kind!r}, which this harness cannot fill")
 
@@ -193,6 +215,18 @@ class CardBrowser:
     def evaluate(self, expression: str) -> Any:
         """Evaluate JavaScript in the card's page (for assertions on page state)."""
         return self._require_page().evaluate(expression)
+
+    def horizontal_overflow(self) -> List[Dict[str, Any]]:
+        """Elements of the rendered card that stick out sideways (empty: it fits its width)."""
+        return self._require_page().evaluate("window.horizontalOverflow()")
+
+    def card_png(self, path: str) -> None:
+        """Save a PNG of the rendered card alone."""
+        self._require_page().locator("#card").screenshot(path=path)
+
+    def card_html(self) -> str:
+        """The rendered card's HTML (the renderer sets its styles inline)."""
+        return self._require_page().evaluate("document.getElementById('card').outerHTML")
 
     def visible_text(self) -> str:
         """The rendered card's text as a user sees it (innerText)."""
