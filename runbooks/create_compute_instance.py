@@ -32,6 +32,7 @@ except ImportError:  # run from a checkout: python runbooks/create_compute_insta
 
 from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
 from shared.automation.output import configure_logging, emit_report, parse_and_load, usage_failure
+from shared.automation.selfcheck import requested, self_check
 from shared.automation.webhook import SOURCE_DIRECT, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway
@@ -128,11 +129,13 @@ def _workspace(args: Any) -> WorkspaceRef:
 
 def main(argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Any = None, **run_kwargs: Any) -> int:
     """Handle one creation request; returns the process exit code."""
+    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
+        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     try:
         # A webhook's WebhookData arrives as a positional JSON value: set it apart before argparse.
         loose, rest = split_argv(flatten_argv(list(sys.argv[1:] if argv is None else argv)))
-        args, settings = parse_and_load(build_parser(), rest)
+        args, settings = parse_and_load(build_parser(), rest, credential=credential)
         section = settings.section("create", CreateSection)
         request = request_from_args(args, loose, settings, section)
     except (UsageError, SettingsError, RequestError, ValueError) as exc:

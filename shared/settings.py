@@ -28,7 +28,7 @@ from shared.tags import TagNames
 
 T = TypeVar("T")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
-KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing")
+KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing", "secrets")
 
 
 

@@ -22,7 +22,10 @@ from deployment.desired import minutes_before, next_start
 from deployment.model import CONTENT_TAG, AccountInfo, PackageSpec, PublishError
 from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, incompatible_reason, parse_pip_report
 from deployment.roles import role_guidance, scopes_from_settings
+from deployment.secrets import KeyVaultSecrets
 from fake_azure.automation import FakeAutomation
+from fake_azure.keyvault import FakeKeyVault
+from fake_azure.platform import PESSIMISTIC
 
 SUB, RG, ACCT = "33333333-3333-4333-8333-333333333333", "rg-automation", "aa-governance"
 ML_SUB1, ML_SUB2 = "5b1e7c3a-0d2f-4e6a-9b8c-1f2e3d4c5b6a", "6c2f8d4b-1e3a-4f7b-8c9d-2a3b4c5d6e7f"
@@ -44,6 +47,26 @@ THIRD_PARTY = [
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
 
 
+def stub_runbook(name: str, body: str = "") -> str:
+    """A runbook that answers --self-check as the real ones do (one PASSED line), else runs ``body``."""
+    return f"import sys\nif '--self-check' in sys.argv:\n    print('SELF-CHECK PASSED {name}: stub')\n    sys.exit(0)\nprint('{name}', sys.argv[1:])\n{body}"
+
+
+class VirtualClock:
+    """Monotonic seconds that only an injected sleep advances: pacing and progress without waiting."""
+
+    def __init__(self):
+        self.t = 1000.0
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.slept += seconds
+
+
 class Harness:
     """A project directory, a settings file and an Automation account, with publish.py run against them."""
 
@@ -57,12 +80,14 @@ class Harness:
         (self.project / "shared" / "util.py").write_text("VALUE = 1\n")
         (self.project / "runbooks" / "__init__.py").write_text("")
         for name in RUNBOOKS:
-            self.write_runbook(name, f"import sys\nprint('{name}', sys.argv[1:])\n")
+            self.write_runbook(name, stub_runbook(name))
         self.settings_path = tmp_path / "settings.json"
         self.settings = {"scope": {"subscriptions": [ML_SUB1, ML_SUB2], "resource_groups": []}, "stop": {"concurrency": 8}}
         self.write_settings()
         self.uploads: list = []
         self.packages = list(THIRD_PARTY)
+        self.clock = automation.rate_clock.__self__ if hasattr(automation.rate_clock, "__self__") else VirtualClock()
+        self.vault = FakeKeyVault(arm, "kv-governance", readers={PRINCIPAL, "admin"})
 
     def write_runbook(self, name: str, content: str) -> None:
         (self.project / "runbooks" / f"{name}.py").write_text(content)
@@ -81,8 +106,11 @@ class Harness:
             client_factory=lambda sub: AutomationClient(self.arm.credential(), sub, polling_interval=0),
             resolver=lambda requirements: list(self.packages),
             uploader_factory=lambda sas_url: SasContainerUploader(sas_url, session=self),  # type: ignore[arg-type]
-            sleep=lambda seconds: None,
+            sleep=self.clock.sleep,
+            clock=self.clock.now,
             package_poll_seconds=0,
+            job_poll_seconds=0,
+            secret_store_factory=lambda url: KeyVaultSecrets(url, self.arm.credential()),
         )
 
     def run(self, *extra: str, account: str = ACCT, sas: bool = True):
@@ -102,15 +130,17 @@ class Harness:
 @pytest.fixture
 def harness(tmp_path, arm, monkeypatch):
     monkeypatch.delenv("CI_GOVERNANCE_WHEEL_CONTAINER_SAS", raising=False)
-    # publish paces imports: issue 11 (with the fake's import limit on, publish's back-to-back imports
-    # draw 429s that azure-core retries after Retry-After: the tests pass but sleep ~25 s).
-    automation = FakeAutomation(arm, import_rate_limited=False)
+    # The documented platform (jobs run, packages validated at job time, imports limited), on a virtual clock.
+    clock = VirtualClock()
+    automation = FakeAutomation(arm, platform=PESSIMISTIC, import_rate_limited=True, rate_clock=clock.now)
     automation.add_account(SUB, RG, ACCT, principal_id=PRINCIPAL)
     return Harness(tmp_path, arm, automation)
 
 
-def paths(writes):
-    return sorted(f"{c.method} {c.path.split(ACCT, 1)[-1]}" for c in writes)
+def paths(writes, checks: bool = False):
+    """The writes as "METHOD /path" (without the self-check jobs and their temporary runbooks unless ``checks``)."""
+    out = sorted(f"{c.method} {c.path.split(ACCT, 1)[-1]}" for c in writes)
+    return out if checks else [p for p in out if "/jobs/" not in p and "/runbooks/ci-governance-check-" not in p]
 
 
 def test_first_publish_creates_everything(harness):
@@ -170,7 +200,7 @@ def test_second_publish_changes_nothing(harness):
 
 def test_changed_runbook_is_republished_alone(harness):
     harness.run()
-    harness.write_runbook("start_compute_instances", "print('v2')\n")
+    harness.write_runbook("start_compute_instances", stub_runbook("start_compute_instances", "print('v2')\n"))
     code, out, err, writes = harness.run()
     assert code == 0, err
     assert paths(writes) == [
@@ -180,7 +210,16 @@ def test_changed_runbook_is_republished_alone(harness):
         "PUT /runbooks/start_compute_instances/draft/content",
     ]
     acct = harness.account
-    assert acct.runbooks["start_compute_instances"].published == "print('v2')\n"
+    assert acct.runbooks["start_compute_instances"].published.endswith("print('v2')\n")
+    # Proved first: a temporary copy of the changed runbook (deleted again) and the others in place, one job each.
+    assert [p for p in paths(writes, checks=True) if "check-" in p] == [
+        "DELETE /runbooks/ci-governance-check-start_compute_instances",
+        "POST /runbooks/ci-governance-check-start_compute_instances/publish",
+        "PUT /runbooks/ci-governance-check-start_compute_instances",
+        "PUT /runbooks/ci-governance-check-start_compute_instances/draft/content",
+    ]
+    assert sorted(j.runbook for j in list(acct.jobs.values())[-5:]) == sorted(["ci-governance-check-start_compute_instances", *RUNBOOKS[:1], *RUNBOOKS[2:]])
+    assert "self-check start_compute_instances: passed: stub" in out
     assert {n: rb.publish_count for n, rb in acct.runbooks.items()} == {n: 2 if n == "start_compute_instances" else 1 for n in RUNBOOKS}
     assert "upload and publish runbook start_compute_instances (content changed)" in out
 
@@ -207,7 +246,7 @@ def test_settings_change_recreates_job_schedules_and_patches_webhooks(harness):
     harness.write_settings()
     code, out, err, writes = harness.run()
     assert code == 0, err
-    assert sorted(c.method + " " + c.path.split("/")[-2] for c in writes) == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
+    assert sorted(c.method + " " + c.path.split("/")[-2] for c in writes if "/jobs/" not in c.path) == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
     acct = harness.account
     assert all(json.loads(base64.b64decode(shlex.split(js.parameters["args"])[1]))["stop"]["concurrency"] == 4 for js in acct.job_schedules.values())
     assert {n: w.uri for n, w in acct.webhooks.items()} == hooks_before  # same URLs, new parameters
@@ -249,29 +288,47 @@ def test_warn_minutes_default_comes_from_settings(harness):
     assert warn.start_time.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%H:%M") == "18:45"
 
 
-def test_webhooks_are_created_once_and_rotated_only_on_request(harness):
+def test_webhooks_are_created_once_and_rotated_without_a_gap(harness):
     harness.run()
     first = {n: w.uri for n, w in harness.account.webhooks.items()}
     code, out, err, writes = harness.run()
     assert writes == [] and harness.arm.count("POST", "/webhooks/generateUri") == 2
     code, out, err, writes = harness.run("--rotate-webhooks")
     assert code == 0, err
-    assert paths(writes) == sorted(
-        f"{verb} {path}" for name in first for verb, path in (("DELETE", f"/webhooks/{name}"), ("PUT", f"/webhooks/{name}"), ("POST", "/webhooks/generateUri"))
-    )
     rotated = {n: w.uri for n, w in harness.account.webhooks.items()}
-    assert set(rotated) == set(first) and not set(rotated.values()) & set(first.values())
+    assert len(rotated) == 2 and not set(rotated) & set(first) and not set(rotated.values()) & set(first.values())
+    assert all(name.startswith(old + "-") for name, old in zip(sorted(rotated), sorted(first), strict=True))
+    # Every new webhook exists (and its URL is printed) before any old one is deleted: callers never meet a gap.
+    order = [f"{c.method} {c.path.rsplit('/', 1)[-1]}" for c in writes if "/webhooks/" in c.path and c.method in ("PUT", "DELETE")]
+    assert order == [f"PUT {n}" for n in sorted(rotated)] + [f"DELETE {n}" for n in sorted(first)]
     assert all(uri in out for uri in rotated.values()) and not any(uri in out for uri in first.values())
+    assert out.index(next(iter(rotated.values()))) < out.index(f"delete webhook {sorted(first)[0]}", out.index("Applying:"))
+    # The next rotation can take the base names again.
+    assert harness.run("--rotate-webhooks")[0] == 0 and set(harness.account.webhooks) == set(first)
 
 
-def test_expired_webhook_is_recreated(harness):
+def test_new_webhook_urls_can_go_to_an_owner_only_file(harness, tmp_path):
+    url_file = tmp_path / "webhooks.txt"
+    url_file.write_text("stale\n")
+    url_file.chmod(0o644)
+    code, out, err, _ = harness.run("--webhook-url-file", str(url_file))
+    assert code == 0, err
+    uris = harness.automation.issued_webhook_uris
+    assert oct(url_file.stat().st_mode & 0o777) == "0o600"
+    text = url_file.read_text()
+    assert "stale" not in text and all(uri in text for uri in uris)
+    assert not any(uri in out + err for uri in uris) and out.count("(mode 0600)") == 2
+
+
+def test_expired_webhook_is_replaced(harness):
     harness.run()
     hook = harness.account.webhooks["ci-governance-create_compute_instance"]
     hook.expiry_time = datetime.now(timezone.utc) - timedelta(days=1)
     old = hook.uri
     code, out, err, writes = harness.run()
     assert code == 0 and "an expired webhook cannot be re-enabled" in out
-    assert harness.account.webhooks["ci-governance-create_compute_instance"].uri != old
+    (replacement,) = [w for n, w in harness.account.webhooks.items() if n.startswith("ci-governance-create_compute_instance")]
+    assert replacement.uri != old and replacement.uri in out
     assert harness.account.webhooks["ci-governance-handle_exemption_request"].uri in harness.automation.issued_webhook_uris[:2]
 
 
@@ -325,7 +382,7 @@ def test_failed_package_import_leaves_runbooks_on_the_old_environment(harness):
     assert {rb.runtime_environment for rb in harness.account.runbooks.values()} == {old_env}
     harness.automation.failing_packages.clear()
     code, out, err, writes = harness.run()
-    assert code == 0 and "retry: previous import failed" in out
+    assert code == 0 and "retry: jinja2 (previous import failed: The content link could not be downloaded.)" in out
     assert {rb.runtime_environment for rb in harness.account.runbooks.values()} != {old_env}
 
 

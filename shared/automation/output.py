@@ -33,8 +33,9 @@ def configure_logging(verbose: bool = False, stream: Any = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]]) -> Tuple[Any, Settings]:
-    """Parse runbook parameters and load settings, applying scope flags.
+def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]], credential: Any = None) -> Tuple[Any, Settings]:
+    """Parse runbook parameters and load settings, applying scope flags; the secret settings named in
+    ``secrets.stored`` are read from Key Vault with the runbook's identity (or ``credential``).
 
     Raises UsageError or SettingsError with a message meant for the operator.
     """
@@ -49,7 +50,19 @@ def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]])
         overrides["include_workspaces"] = list(args.workspace)
     if overrides:
         settings = settings.with_overrides(scope=overrides)
+    settings = with_secrets(settings, credential)
     return args, settings
+
+
+def with_secrets(settings: Settings, credential: Any = None) -> Settings:
+    """``settings`` with its Key Vault secrets filled in (unchanged when it names none)."""
+    if not (settings.raw.get("secrets") or {}).get("stored"):
+        return settings
+    from shared.automation.secrets import read_secrets
+    from shared.azure.auth import get_credential
+
+    cred, _ = get_credential(settings.identity.client_id, credential=credential)
+    return read_secrets(settings, cred)[0]
 
 
 def emit_report(report: RunReport, summary_file: Optional[str] = None, out: Any = None) -> None:
