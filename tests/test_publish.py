@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from azure.mgmt.automation import AutomationClient
 from deployment.cli import Dependencies, main
 from deployment.desired import minutes_before, next_start
 from deployment.model import CONTENT_TAG, AccountInfo, PackageSpec, PublishError
-from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, incompatible_reason, parse_pip_report
+from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, check_public, incompatible_reason, parse_pip_report
 from deployment.roles import role_guidance, scopes_from_settings
 from deployment.secrets import KeyVaultSecrets
 from fake_azure.automation import FakeAutomation
@@ -416,20 +417,47 @@ def test_built_wheel_is_reproducible_versioned_by_content_and_installable(tmp_pa
     assert (target / f"ci_governance-{changed.version}.dist-info" / "RECORD").is_file()
 
 
-def test_pip_report_of_a_real_resolution_is_parsed(tmp_path, harness):
+def test_pip_report_of_a_real_resolution_is_parsed_and_a_local_link_refused(tmp_path, harness):
     wheel = build_shared_wheel(harness.project)
     index = tmp_path / "index"
     index.mkdir()
     (index / wheel.filename).write_bytes(wheel.data)
     (tmp_path / "req.txt").write_text("ci-governance\n")
-    resolver = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)])
-    (spec,) = resolver(tmp_path / "req.txt")
+    public = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)], public_prefix="file://", size_lookup=lambda specs: specs)
+    (spec,) = public(tmp_path / "req.txt")
     assert (spec.name, spec.version, spec.filename, spec.sha256) == ("ci-governance", wheel.version, wheel.filename, wheel.sha256)
-    assert spec.url.startswith("file://")
+    # With the default (public PyPI files only), such a file:// content link, which Azure cannot download, is refused at plan time.
+    with pytest.raises(PublishError, match=r"(?s)not on https://files.pythonhosted.org/.*ci-governance .*: file://.*Nothing was changed"):
+        check_public([spec])
     with pytest.raises(PublishError, match="pip could not resolve"):
-        resolver_missing = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)])
         (tmp_path / "bad.txt").write_text("no-such-package-xyz\n")
-        resolver_missing(tmp_path / "bad.txt")
+        public(tmp_path / "bad.txt")
+
+
+def test_resolution_ignores_the_admins_pip_configuration(tmp_path, monkeypatch, harness):
+    """This machine's pip configuration (pip config list) adds local find-links and extra indexes: the
+    resolver must not see them, nor any PIP_* variable, and must ask public PyPI."""
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///opt/pypi/simple")
+    seen = {}
+
+    def runner(cmd, **kwargs):
+        seen.update(cmd=cmd, env=kwargs["env"])
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps({"version": "1", "install": []}), stderr="")
+
+    assert PipReportResolver(runner=runner, size_lookup=lambda specs: specs)(tmp_path / "req.txt") == []
+    assert "--isolated" in seen["cmd"] and seen["cmd"][seen["cmd"].index("--index-url") + 1] == "https://pypi.org/simple"
+    assert seen["env"]["PIP_CONFIG_FILE"] == os.devnull and not [k for k in seen["env"] if k.startswith("PIP_") and k != "PIP_CONFIG_FILE"]
+    # And for real: a wheel reachable only through the admin's pip configuration is not found.
+    wheel = build_shared_wheel(harness.project)
+    mirror, empty = tmp_path / "mirror", tmp_path / "empty"
+    mirror.mkdir()
+    empty.mkdir()
+    (mirror / wheel.filename).write_bytes(wheel.data)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(mirror))
+    (tmp_path / "req.txt").write_text("ci-governance\n")
+    with pytest.raises(PublishError, match="pip could not resolve"):
+        PipReportResolver(index_url=empty.as_uri(), size_lookup=lambda specs: specs)(tmp_path / "req.txt")
 
 
 def test_pip_report_with_unusable_wheels_is_refused():
@@ -496,3 +524,164 @@ def test_settings_the_runbooks_would_refuse_are_refused_before_anything_is_read(
     code, out, err, writes = harness.run()
     assert code == 2 and writes == [] and harness.arm.count() == 0
     assert "stop: unknown setting(s) confirm_timout_seconds" in err
+
+
+# -- proof after deploy -------------------------------------------------------------------------------------
+def test_a_missing_wheel_fails_the_self_check_and_leaves_the_working_environment_in_use(harness):
+    """Python 3.10 packages are validated only when a job runs: the import succeeds, the job fails."""
+    harness.automation.require("*", ["azure-core"])
+    assert harness.run()[0] == 0
+    acct = harness.account
+    old_env = next(iter(acct.environments.values())).name
+    links_before = {jid: (js.runbook, dict(js.parameters)) for jid, js in acct.job_schedules.items()}
+    # The runbooks now need jinja2, and the new environment (a shared change) lacks it.
+    harness.automation.require("*", ["jinja2"])
+    (harness.project / "shared" / "util.py").write_text("VALUE = 2\n")
+    harness.settings["stop"]["concurrency"] = 4
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 1
+    for name in RUNBOOKS:
+        assert f"self-check {name}: FAILED: job Failed: ModuleNotFoundError: No module named 'jinja2'" in out
+    assert "No runbook was switched or relinked" in err
+    assert {rb.name: rb.runtime_environment for rb in acct.runbooks.values()} == {name: old_env for name in RUNBOOKS}
+    assert {jid: (js.runbook, dict(js.parameters)) for jid, js in acct.job_schedules.items()} == links_before
+    assert not [n for n in acct.runbooks if n.startswith("ci-governance-check-")]  # the temporary copies are gone
+    # With the wheel added the same command passes, switches, and removes the old environment.
+    harness.packages.append(
+        PackageSpec("jinja2", "3.1.6", "jinja2-3.1.6-py3-none-any.whl", "c" * 64, "https://files.pythonhosted.org/packages/cc/jinja2-3.1.6-py3-none-any.whl")
+    )
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert out.count(": passed: stub") == len(RUNBOOKS) and "proven by a self-check job per runbook" in out
+    (env,) = acct.environments.values()
+    assert env.name != old_env and {rb.runtime_environment for rb in acct.runbooks.values()} == {env.name}
+
+
+def test_a_wheel_for_the_wrong_platform_fails_at_publish_time(harness):
+    harness.automation.require("*", ["numpy"])
+    harness.packages.append(
+        PackageSpec("numpy", "2.0.0", "numpy-2.0.0-cp312-cp312-win_amd64.whl", "d" * 64, "https://files.pythonhosted.org/packages/x/numpy-2.0.0-cp312-cp312-win_amd64.whl")
+    )
+    code, out, err, writes = harness.run()
+    assert code == 1 and "No module named 'numpy'" in out
+    assert not harness.account.runbooks and not harness.account.job_schedules and not harness.account.webhooks
+
+
+SECRET_URL = "https://prod-42.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=1&sp=%2Ftriggers&sv=1.0&sig=TOPSECRETSIG"
+SHARED_SECRET = "correct-horse-battery-staple-0123456789"
+
+
+def test_real_runbooks_prove_themselves_and_secrets_stay_out_of_job_inputs(harness, arm):
+    """The repository's runbooks, deployed and self-checked: each job imports everything, reads its
+    secrets from Key Vault and an ARM token with the account's identity, and lists the scope."""
+    from fake_azure.ml import FakeMachineLearning
+    from tests.conftest import ROOT
+
+    ml = FakeMachineLearning(arm)
+    ml.add_workspace(ML_SUB1, "rg-ml", "mlw-one")
+    harness.settings.update(
+        teams={"workflow_url": SECRET_URL, "shared_secret": SHARED_SECRET},
+        warning={"workflow_url": SECRET_URL + "&warning=1"},
+        exemption={"require_shared_secret": "X-CI-Governance-Secret"},
+        secrets={"key_vault": harness.vault.url},
+    )
+    harness.write_settings()
+    code, out, err, writes = harness.run("--runbooks-dir", str(Path(ROOT) / "runbooks"))
+    assert code == 0, out[-3000:] + err
+    for name in RUNBOOKS:
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"  self-check {name}: "))
+        assert "passed" in line and "3 secret(s) from Key Vault" in line and f"1 workspace(s) readable in {ML_SUB1}" in line, line
+    # The secrets are in Key Vault, read there only by the account's managed identity ...
+    assert harness.vault.value("ci-governance-teams-workflow-url") == SECRET_URL
+    assert harness.vault.value("ci-governance-teams-shared-secret") == SHARED_SECRET
+    assert {who for _, who in harness.vault.reads} == {PRINCIPAL}
+    # ... and in no schedule, webhook or job parameter, nor in publish.py's output.
+    acct = harness.account
+    inputs = [*(js.parameters for js in acct.job_schedules.values()), *(w.parameters or {} for w in acct.webhooks.values())]
+    inputs += [job.parameters for job in acct.jobs.values()]
+    assert len(inputs) == 3 + 2 + 5
+    for params in inputs:
+        text = json.dumps(params) + "".join(base64.b64decode(tok).decode("utf-8", "replace") for tok in " ".join(params.values()).split() if len(tok) > 40)
+        for secret in (SECRET_URL, "TOPSECRETSIG", SHARED_SECRET):
+            assert secret not in text
+        assert '"stored":["teams.shared_secret","teams.workflow_url","warning.workflow_url"]' in text
+    assert "TOPSECRETSIG" not in out + err and SHARED_SECRET not in out + err
+    # Unchanged secrets are not written again; a changed one is, and nothing else moves.
+    assert harness.run("--runbooks-dir", str(Path(ROOT) / "runbooks"))[3] == []
+    harness.settings["teams"]["shared_secret"] = SHARED_SECRET + "-rotated"
+    harness.write_settings()
+    code, out, err, writes = harness.run("--runbooks-dir", str(Path(ROOT) / "runbooks"))
+    assert code == 0, err
+    assert "store in Key Vault the secret ci-governance-teams-shared-secret (teams.shared_secret) (value changed)" in out
+    assert paths(writes) == ["PUT /secrets/ci-governance-teams-shared-secret"]
+
+
+def test_secrets_without_a_key_vault_are_refused(harness):
+    harness.settings["teams"] = {"workflow_url": SECRET_URL}
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 2 and writes == [] and 'name no Key Vault' in err and "teams.workflow_url" in err and "TOPSECRETSIG" not in err
+
+
+# -- pacing ----------------------------------------------------------------------------------------------------
+def test_a_first_deploy_of_66_packages_stays_within_the_import_limit_with_progress_lines(harness):
+    harness.packages = [
+        PackageSpec(f"pkg-{i:02d}", "1.0", f"pkg_{i:02d}-1.0-py3-none-any.whl", f"{i:064x}", f"https://files.pythonhosted.org/p/pkg_{i:02d}-1.0-py3-none-any.whl", size=100_000)
+        for i in range(65)
+    ]
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert harness.arm.count("PUT", "/packages/") == 66  # no 429, so no resend
+    assert "answered 429" not in out
+    progress = [ln for ln in out.splitlines() if "imports sent; next:" in ln]
+    # 66 imports at 5 per 30 s: about (66 - 5) / 5 * 30 = 366 s of (virtual) waiting, a progress line every 30 s.
+    assert 355 <= harness.clock.slept <= 400 and len(progress) >= 10
+    assert "  66/66 imports sent" in out and "66/66 imported" in out
+    # The plan shows the packages as one line.
+    assert "+ import packages into ci-governance-py310-" in out and "(66 of 66 packages, 6.5 MB" in out.replace("6.6 MB", "6.5 MB")
+    assert "pkg-07" not in out.split("Applying:")[0]
+
+
+def test_a_429_on_import_is_honoured_with_its_retry_after(harness):
+    from fake_azure import Fault
+
+    fault = harness.arm.inject(Fault(429, "PUT", "/packages/azure-core", times=1, retry_after=42))
+    code, out, err, writes = harness.run()
+    assert code == 0, err and fault.hits == 1
+    assert "(1 answered 429 and were resent after Retry-After)" in out and harness.clock.slept >= 42
+
+
+# -- readable plan -----------------------------------------------------------------------------------------------
+def test_plan_collapses_packages_unless_verbose_and_prints_roles_once(harness):
+    code, out, err, writes = harness.run("--dry-run", sas=False)
+    assert "import packages into" in out and "azure_core-1.41.0" not in out
+    commands = [ln for ln in out.splitlines() if "az role assignment create" in ln]
+    assert len(commands) == len(set(commands)) == 2 * 3 and all("   # " in ln for ln in commands)
+    code, out, err, writes = harness.run("--dry-run", "--verbose", sas=False)
+    assert "      azure-core 1.41.0, https://files.pythonhosted.org/packages/aa/azure_core-1.41.0-py3-none-any.whl" in out
+    harness.run()
+    code, out, err, writes = harness.run()
+    assert "az role assignment" not in out  # an unchanged re-run stays short
+
+
+def test_every_flag_has_help_and_the_help_ends_with_an_example_and_exit_codes():
+    from deployment.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help, action.option_strings
+    text = parser.format_help()
+    assert "example:" in text and text.rstrip().endswith("nothing was changed") and "exit codes:" in text
+
+
+def test_the_stop_time_has_one_source(harness):
+    harness.settings["warning"] = {"stop_time": "20:00", "time_zone": "Europe/Amsterdam"}
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    tz = ZoneInfo("Europe/Amsterdam")
+    assert harness.account.schedules["ci-governance-nightly-stop"].start_time.astimezone(tz).strftime("%H:%M") == "20:00"
+    assert harness.account.schedules["ci-governance-stop-warning"].start_time.astimezone(tz).strftime("%H:%M") == "19:30"
+    code, out, err, writes = harness.run("--stop-time", "19:00")
+    assert code == 2 and writes == [] and "--stop-time 19:00 and settings warning.stop_time 20:00 disagree" in err
