@@ -423,7 +423,8 @@ class Applier:
         self.out(f"  *** WEBHOOK URL for runbook {wh.runbook} (webhook {wh.name}) - shown only now, Azure cannot show it again:")
         self.out(f"      {uri}")
         self.out(f"      Expires {expiry:%Y-%m-%d %H:%M} UTC. Store it now where its caller keeps secrets (e.g. the Power Automate flow, Key Vault).")
-        self.out("      Any webhook it replaces is deleted only after this step: update the caller before its old URL stops working.")
+        if "(new)" not in action.reason:
+            self.out("      The webhook it replaces is deleted only after this step: point the caller at this URL.")
         self.out("")
 
     def _write_url(self, wh: DesiredWebhook, uri: str, expiry: datetime) -> None:

@@ -264,7 +264,10 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
     observed = read_state(client, args.resource_group, args.automation_account, account, desired, secret_store)
     plan = make_plan(desired, observed, now=deps.now(), rotate_webhooks=args.rotate_webhooks, self_check=not args.skip_self_check)
     print_plan(plan, out, verbose=args.verbose)
-    if args.dry_run or plan.actions:
+    # The grants matter before the first jobs and when the settings (hence perhaps the scope) change: not on every run.
+    first_deploy = any(a.kind == "upsert_runbook" and a.reason == "new" for a in plan.actions)
+    settings_changed = any(a.kind in ("create_job_schedule", "update_webhook") and "parameters changed" in a.reason for a in plan.actions)
+    if args.dry_run or first_deploy or settings_changed:
         for line in role_guidance(account, scopes, desired.key_vault):
             out(line)
     needs_upload = any(a.kind == "upload_wheel" for a in plan.actions)

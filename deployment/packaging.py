@@ -233,7 +233,7 @@ class PipReportResolver:
         self.runner = runner
         self.index_url = index_url
         self.public_prefix = public_prefix
-        self.size_lookup = size_lookup if size_lookup is not None else pypi_sizes
+        self.size_lookup = size_lookup if size_lookup is not None else (lambda specs: pypi_sizes(specs, index_url=index_url))
 
     @staticmethod
     def environment(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
@@ -268,21 +268,24 @@ class PipReportResolver:
         return self.size_lookup(specs)
 
 
-def pypi_sizes(specs: List[PackageSpec], session: Optional[requests.Session] = None) -> List[PackageSpec]:
-    """The specs with ``size`` from PyPI's JSON API (``/pypi/<name>/<version>/json``, ``urls[].size``),
-    looked up concurrently; a failed lookup leaves the size unknown (the plan says so)."""
+def pypi_sizes(specs: List[PackageSpec], session: Optional[requests.Session] = None, index_url: str = PUBLIC_INDEX) -> List[PackageSpec]:
+    """The specs with ``size`` from the index's JSON simple API (PEP 691 ``files[]``, ``size`` per PEP 700:
+    ``GET <index>/<name>/`` with ``Accept: application/vnd.pypi.simple.v1+json``), looked up concurrently;
+    a failed lookup leaves the size unknown (the plan says so)."""
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
 
     http = session or requests.Session()
 
     def one(spec: PackageSpec) -> PackageSpec:
-        try:
-            response = http.get(f"https://pypi.org/pypi/{spec.name}/{spec.version}/json", timeout=10)
-            files = response.json().get("urls", []) if response.status_code == 200 else []
-        except (requests.RequestException, ValueError):
+        if spec.url is None:
             return spec
-        size = next((f.get("size") for f in files if f.get("filename") == spec.filename), None)
+        try:
+            response = http.get(f"{index_url.rstrip('/')}/{spec.name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10)
+            files = response.json().get("files", []) if response.status_code == 200 else []
+        except (requests.RequestException, ValueError, AttributeError):
+            return spec
+        size = next((f.get("size") for f in files if isinstance(f, dict) and f.get("filename") == spec.filename), None)
         return replace(spec, size=size) if isinstance(size, int) else spec
 
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -13,6 +13,7 @@ Parameters (any order; several may share one portal box):
                                  from its responder, never from card inputs)
   --dry-run                      check everything, create nothing
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 decided (created, already exists, needs approval, rejected: see the summary),
 1 Azure refused or did not finish the creation, 2 bad parameters or settings.
 """

@@ -10,6 +10,7 @@ Parameters (any order; several may share one portal box):
   --webhook-data JSON            the webhook object {WebhookName, RequestBody, RequestHeader}
   --request JSON | --request-b64 B64   the request body itself (Create job API / Power Automate)
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 recorded, cancelled, already recorded or waiting for approval; 1 rejected or failed;
 2 unusable parameters. The summary's ``needs_approval`` and ``cost`` say whether the request waits for
 an approver (its estimated cost is not below ``exemption.auto_approve_below``) and what it costs.

@@ -7,6 +7,7 @@ Parameters (any order; several may share one portal box):
   --subscription ID (repeatable)  --resource-group RG  --workspace PATTERN   narrow the scope
   --dry-run                      print the plan, change nothing
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 all good, 1 something failed (see the FAILED/ERROR lines), 2 bad parameters or settings.
 """
 

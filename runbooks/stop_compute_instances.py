@@ -7,6 +7,7 @@ Parameters (any order; several may share one portal box):
   --dry-run                      print the plan, change nothing, post nothing to Teams
   --no-teams-summary             do not post the nightly summary card
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 all good, 1 something failed (see the FAILED/ERROR lines), 2 bad parameters or settings.
 """
 

@@ -11,6 +11,7 @@ Parameters (any order; several may share one portal box):
   --subscription ID (repeatable)  --resource-group RG  --workspace PATTERN   narrow the scope
   --dry-run                      print the cards instead of posting them
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 every warning delivered (or nothing to warn about), 1 a card could not be posted or a
 scope could not be read, 2 bad parameters or settings.
 """

@@ -4,6 +4,7 @@
     python -m sandbox create [--dry-run]     a compute instance requested from Teams, created by policy
     python -m sandbox start [--dry-run]      the weekday-morning start of CIs that opted in
     python -m sandbox evening                the pre-stop warning, an exemption from its card, then the sweep
+    python -m sandbox publish                publish.py against a fake Automation account: deploy, re-run, settings change
 
 Everything the runbook does goes through azure-ai-ml and azure-core to the fake control plane at
 the HTTP layer; nothing reaches the network. The sandbox then checks the report against what the
@@ -102,7 +103,7 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening"], help="what to run (default: sweep)")
+    parser.add_argument("command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening", "publish"], help="what to run (default: sweep)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
         return run_sweep(rest)
@@ -110,6 +111,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from sandbox.evening import run_evening
 
         return run_evening(rest)
+    if args.command == "publish":
+        from sandbox.publish_demo import run_publish
+
+        return run_publish(rest)
     from sandbox import more_demos
 
     return more_demos.run_create(rest) if args.command == "create" else more_demos.run_start(rest)

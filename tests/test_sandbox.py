@@ -16,6 +16,7 @@ from sandbox.__main__ import main
         (["evening"], "Sandbox evening passed"),
         (["create"], "Sandbox check passed"),
         (["start"], "Sandbox check passed"),
+        (["publish"], "Sandbox publish passed"),
     ],
 )
 def test_sandbox_demo(argv, closing, capsys):
