@@ -48,16 +48,21 @@ from deployment.model import PackageSpec, PublishError
 README_PARAGRAPH = """\
 **How packages reach Azure Automation.** Runbooks run in Automation's Python 3.10 sandbox, which has no
 packages of its own and installs only wheels (cp310/abi3/pure, manylinux x86_64) that you import, without
-their dependencies. `publish.py` therefore resolves the full dependency closure of `requirements.txt` for
-that platform with `pip install --dry-run --report` (nothing is installed locally) and gives Automation
-the public PyPI download URL of each wheel, with its SHA-256; Automation downloads them itself. Our own
-`shared` package is built locally into a wheel whose version carries a hash of the source
-(`0.1.0+g<hash>`), uploaded to a blob container you name with a container SAS URL
+their dependencies. `publish.py` therefore resolves the full dependency closure of `requirements-runtime.txt`
+(what the runbooks import; `publish.py`'s own dependencies in `requirements.txt`, such as
+azure-mgmt-automation, stay on your machine) for that platform with `pip install --dry-run --report`
+(nothing is installed locally) and gives Automation the public PyPI download URL of each wheel, with its
+SHA-256; Automation downloads them itself. pip runs **isolated from your pip configuration** (no
+`pip.conf`, no `PIP_*` variables) against public PyPI, because a company index or a local mirror gives
+links Azure cannot download; any link outside `https://files.pythonhosted.org/` is refused at plan time
+with the package's name. Our own `shared` package is built locally into a wheel whose version carries a
+hash of the source (`0.1.0+g<hash>`), uploaded to a blob container you name with a container SAS URL
 (`--wheel-container-sas`, or the `CI_GOVERNANCE_WHEEL_CONTAINER_SAS` environment variable; the SAS needs
 create, write and read permission and only has to be valid during the publish run). All packages go into
 a runtime environment whose name ends with a hash of its contents (`ci-governance-py310-<hash>`): a change
-builds a new environment next to the old one, runbooks switch to it only after every import succeeded,
-and the old one is then deleted. A run where nothing changed needs no SAS and writes nothing."""
+builds a new environment next to the old one, runbooks switch to it only after every import succeeded and
+every self-check passed, and the old one is then deleted. A run where nothing changed needs no SAS and
+writes nothing."""
 
 PUBLIC_INDEX = "https://pypi.org/simple"
 # Where PyPI serves package files; Automation downloads content links itself, from the public internet.

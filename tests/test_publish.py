@@ -685,3 +685,10 @@ def test_the_stop_time_has_one_source(harness):
     assert harness.account.schedules["ci-governance-stop-warning"].start_time.astimezone(tz).strftime("%H:%M") == "19:30"
     code, out, err, writes = harness.run("--stop-time", "19:00")
     assert code == 2 and writes == [] and "--stop-time 19:00 and settings warning.stop_time 20:00 disagree" in err
+
+
+def test_the_admin_guide_explains_packaging_as_the_code_does():
+    from deployment.packaging import README_PARAGRAPH
+    from tests.conftest import ROOT
+
+    assert README_PARAGRAPH in (Path(ROOT) / "docs" / "admin.md").read_text(encoding="utf-8")
