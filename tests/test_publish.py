@@ -247,7 +247,8 @@ def test_settings_change_recreates_job_schedules_and_patches_webhooks(harness):
     harness.write_settings()
     code, out, err, writes = harness.run()
     assert code == 0, err
-    assert sorted(c.method + " " + c.path.split("/")[-2] for c in writes if "/jobs/" not in c.path) == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
+    changed = sorted(c.method + " " + c.path.split("/")[-2] for c in writes if "/jobs/" not in c.path)
+    assert changed == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
     acct = harness.account
     assert all(json.loads(base64.b64decode(shlex.split(js.parameters["args"])[1]))["stop"]["concurrency"] == 4 for js in acct.job_schedules.values())
     assert {n: w.uri for n, w in acct.webhooks.items()} == hooks_before  # same URLs, new parameters
@@ -627,7 +628,7 @@ def test_secrets_without_a_key_vault_are_refused(harness):
 # -- pacing ----------------------------------------------------------------------------------------------------
 def test_a_first_deploy_of_66_packages_stays_within_the_import_limit_with_progress_lines(harness):
     harness.packages = [
-        PackageSpec(f"pkg-{i:02d}", "1.0", f"pkg_{i:02d}-1.0-py3-none-any.whl", f"{i:064x}", f"https://files.pythonhosted.org/p/pkg_{i:02d}-1.0-py3-none-any.whl", size=100_000)
+        PackageSpec(f"pkg-{i:02d}", "1.0", f"pkg_{i:02d}-1.0-py3-none-any.whl", f"{i:064x}", f"https://files.pythonhosted.org/p/pkg_{i:02d}.whl", size=100_000)
         for i in range(65)
     ]
     code, out, err, writes = harness.run()
