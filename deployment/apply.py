@@ -113,6 +113,7 @@ class Applier:
         self.verbose = verbose
         self.uploaded: Dict[str, str] = {}  # package name -> content link URL (may hold a SAS)
         self.import_retries = 0  # 429 answers to package imports (honoured with Retry-After)
+        self._last_line = clock()  # when the last progress line was printed
         self._url_file_started = False
 
     def apply(self, plan: Plan) -> None:
@@ -158,7 +159,7 @@ class Applier:
         env_name, packages = action.data  # type: ignore[misc]
         pacer = ImportPacer(self.clock)
         total = len(packages)
-        last_line = self.clock()
+        self._last_line = self.clock()
         self.out(f"  importing {total} packages into {env_name}, at most {IMPORT_BURST} per {IMPORT_WINDOW_SECONDS:.0f} s (the service's limit) ...")
         for sent, pkg in enumerate(packages):
             while True:
@@ -171,12 +172,19 @@ class Applier:
                     pacer.empty()
                     self.import_retries += 1
                     wait = retry_after
-                if self.clock() - last_line >= PROGRESS_SECONDS:
-                    self.out(f"  {sent}/{total} imports sent; next: {_names([p.name for p in packages[sent:]])}")
-                    last_line = self.clock()
-                self.sleep(wait)
+                self._pause(wait, lambda sent=sent: f"  {sent}/{total} imports sent; next: {_names([p.name for p in packages[sent:]])}")
         resent = f" ({self.import_retries} answered 429 and were resent after Retry-After)" if self.import_retries else ""
         self.out(f"  {total}/{total} imports sent{resent}")
+
+    def _pause(self, seconds: float, progress: Callable[[], str]) -> None:
+        """Sleep ``seconds``, printing ``progress()`` whenever 30 s would otherwise pass without a line."""
+        while seconds > 0:
+            step = min(seconds, PROGRESS_SECONDS)
+            if self.clock() - self._last_line + step > PROGRESS_SECONDS:
+                self.out(progress())
+                self._last_line = self.clock()
+            self.sleep(step)
+            seconds -= step
 
     def _import_one(self, env_name: str, pkg: PackageSpec) -> Optional[float]:
         """Send one import; None when accepted, else the seconds the service asked to wait (429)."""
@@ -215,7 +223,6 @@ class Applier:
         wanted = {n.lower() for n in names}
         # Count polls rather than read a clock, so an injected sleep makes the timeout testable.
         polls_left = int(self.package_timeout_seconds / self.package_poll_seconds) if self.package_poll_seconds > 0 else 100
-        last_line = None
         while True:
             states = {p.name.lower(): p for p in self.client.package.list_by_runtime_environment(self.rg, self.account, action.target)}
             failed = [
@@ -229,15 +236,16 @@ class Applier:
             if not pending:
                 self.out(f"  {len(wanted)}/{len(wanted)} imported")
                 return
-            if last_line is None or self.clock() - last_line >= PROGRESS_SECONDS or self.package_poll_seconds >= PROGRESS_SECONDS:
-                self.out(f"  {len(wanted) - len(pending)}/{len(wanted)} imported; waiting for {_names(pending)}")
-                last_line = self.clock()
+            # A line per poll (every package_poll_seconds, 20 s by default): at least one every 30 s.
+            line = f"  {len(wanted) - len(pending)}/{len(wanted)} imported; waiting for {_names(pending)}"
+            self.out(line)
+            self._last_line = self.clock()
             if polls_left <= 0:
                 raise PublishError(
                     f"Package imports still running after {self.package_timeout_seconds:.0f} s: {', '.join(pending)}. Re-run publish.py later to continue."
                 )
             polls_left -= 1
-            self.sleep(self.package_poll_seconds)
+            self._pause(self.package_poll_seconds, lambda line=line: line)
 
     # -- secrets -----------------------------------------------------------------------------------
     def _set_secret(self, action: Action) -> None:
@@ -285,7 +293,7 @@ class Applier:
 
     def _wait_for_jobs(self, started: List[Tuple[SelfCheck, str, str]]) -> List[Tuple[bool, str]]:
         polls_left = int(self.job_timeout_seconds / self.job_poll_seconds) if self.job_poll_seconds > 0 else 100
-        last_line = self.clock()
+        self._last_line = self.clock()
         while True:
             statuses = {job: _text_status(self.client.job.get(self.rg, self.account, job)) for _, _, job in started}
             pending = [check.runbook.name for check, _, job in started if statuses[job] not in JOB_DONE]
@@ -293,11 +301,9 @@ class Applier:
                 return [self._job_result(job, statuses[job]) for _, _, job in started]
             if polls_left <= 0:
                 raise PublishError(f"Self-check jobs still running after {self.job_timeout_seconds:.0f} s: {', '.join(pending)}. No runbook was switched.")
-            if self.clock() - last_line >= PROGRESS_SECONDS:
-                self.out(f"  {len(started) - len(pending)}/{len(started)} self-check jobs finished; waiting for {_names(pending)}")
-                last_line = self.clock()
             polls_left -= 1
-            self.sleep(self.job_poll_seconds)
+            line = f"  {len(started) - len(pending)}/{len(started)} self-check jobs finished; waiting for {_names(pending)}"
+            self._pause(self.job_poll_seconds, lambda line=line: line)
 
     def _job_result(self, job: str, status: str) -> Tuple[bool, str]:
         """(passed, what to print): the runbook's own self-check line, else the job's own error."""
