@@ -703,3 +703,24 @@ def test_the_admin_guide_explains_packaging_as_the_code_does():
     from tests.conftest import ROOT
 
     assert README_PARAGRAPH in (Path(ROOT) / "docs" / "admin.md").read_text(encoding="utf-8")
+
+
+def test_a_self_check_copy_left_by_an_interrupted_run_is_deleted(harness):
+    assert harness.run()[0] == 0
+    acct = harness.account
+    leftover = acct.runbooks["stop_compute_instances"]
+    from dataclasses import replace as copy
+
+    acct.runbooks["ci-governance-check-stop_compute_instances"] = copy(leftover, name="ci-governance-check-stop_compute_instances")
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert "delete leftover runbook ci-governance-check-stop_compute_instances" in out
+    assert "ci-governance-check-stop_compute_instances" not in acct.runbooks
+
+
+def test_self_check_reports_a_runbook_that_prints_no_verdict(harness):
+    harness.write_runbook("warn_before_stop", "import sys\nprint('I do my work even with', sys.argv[1:])\n")
+    code, out, err, writes = harness.run()
+    assert code == 1
+    assert "self-check warn_before_stop: FAILED: job Completed without a self-check line in its output" in out
+    assert "warn_before_stop" not in harness.account.runbooks
