@@ -315,8 +315,13 @@ class Applier:
             if line.startswith(FAILED):
                 return False, line.split(": ", 1)[-1]
         details = self.client.job.get(self.rg, self.account, job).properties
-        errors = [s.summary or "" for s in self.client.job_stream.list_by_job(self.rg, self.account, job, filter="properties/streamType eq 'Error'")]
-        reason = details.exception or next((e for e in reversed(errors) if e.strip()), None)
+        reason = details.exception
+        if not reason:
+            # JobStream_ListByJob gives summaries; JobStream_Get the full text of the last error (a traceback's last line).
+            streams = list(self.client.job_stream.list_by_job(self.rg, self.account, job, filter="properties/streamType eq 'Error'"))
+            last = next((st for st in reversed(streams) if (st.summary or "").strip()), None)
+            if last is not None:
+                reason = self.client.job_stream.get(self.rg, self.account, job, last.job_stream_id).stream_text or last.summary
         return False, f"job {status}: {reason}" if reason else f"job {status} without a self-check line in its output"
 
     # -- runbooks ----------------------------------------------------------------------------------
