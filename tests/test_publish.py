@@ -720,7 +720,8 @@ def test_a_self_check_copy_left_by_an_interrupted_run_is_deleted(harness):
 
 def test_self_check_reports_a_runbook_that_prints_no_verdict(harness):
     harness.write_runbook("warn_before_stop", "import sys\nprint('I do my work even with', sys.argv[1:])\n")
-    harness.write_runbook("start_compute_instances", "import sys\nprint('working')\nprint('x' * 100, file=sys.stderr)\nprint('WARNING: ' + 'y' * 90, file=sys.stderr)\n")
+    noisy = "import sys\nprint('working')\nprint('x' * 100, file=sys.stderr)\nprint('WARNING: ' + 'y' * 90, file=sys.stderr)\n"
+    harness.write_runbook("start_compute_instances", noisy)
     code, out, err, writes = harness.run()
     assert code == 1
     assert "self-check warn_before_stop: FAILED: job Completed without a self-check line in its output" in out
