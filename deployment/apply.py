@@ -164,7 +164,8 @@ class Applier:
         pacer = ImportPacer(self.clock)
         total = len(packages)
         self._last_line = self.clock()
-        pace = f"at most {IMPORT_BURST} in any {IMPORT_WINDOW_SECONDS * PACING_MARGIN:.0f} s (the service allows about {IMPORT_BURST} per {IMPORT_WINDOW_SECONDS:.0f} s)"
+        window, limit = IMPORT_WINDOW_SECONDS * PACING_MARGIN, IMPORT_WINDOW_SECONDS
+        pace = f"at most {IMPORT_BURST} in any {window:.0f} s (the service allows about {IMPORT_BURST} per {limit:.0f} s)"
         self.out(f"  importing {total} packages into {env_name}, {pace} ...")
         for sent, pkg in enumerate(packages):
             while True:
