@@ -3,8 +3,8 @@
 Three runs of ``deployment.cli.main`` (what ``publish.py`` runs), each printed in full:
 
 1. a first deploy: the Python 3.10 packages the runbooks need (this environment's installed dependency
-   closure of requirements-runtime.txt, standing in for pip's resolution against PyPI) imported at the
-   fake's limit of 5 per 30 s on a virtual clock, the secrets stored in a fake Key Vault, the five
+   closure of requirements-runtime.txt, standing in for pip's resolution against PyPI; their sizes are
+   installed sizes, larger than the wheels) imported under the fake's limit of 5 per 30 s on a virtual clock, the secrets stored in a fake Key Vault, the five
    runbooks proven by one self-check job each (the real runbooks, run by the fake Automation with a
    managed identity), then schedules, links and webhooks;
 2. the same command again: nothing changes;
