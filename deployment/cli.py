@@ -1,7 +1,7 @@
-"""The ``publish.py`` command line: read, plan, print, and (unless --dry-run) apply.
+"""The ``publish.py`` command line: read, plan, print, and (unless --dry-run) apply, then prove.
 
-Exit codes: 0 success (or nothing to do), 1 a step failed while applying, 2 bad input or a precondition
-is not met (no such Automation account, unreadable settings, missing upload destination).
+Exit codes: 0 success (or nothing to do), 1 a step or a self-check failed while applying, 2 bad input or
+a precondition is not met (no such Automation account, unreadable settings, missing upload destination).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from azure.core.exceptions import HttpResponseError
 
@@ -24,16 +24,19 @@ from deployment.desired import (
     DEFAULT_ENVIRONMENT_PREFIX,
     DEFAULT_RUNBOOK_TYPE,
     DEFAULT_RUNTIME_VERSION,
+    RUNTIME_REQUIREMENTS,
     Timing,
     build_desired,
     check_time_zone,
     parse_time_of_day,
+    split_secrets,
 )
 from deployment.model import ApplyError, Plan, PublishError
 from deployment.observe import read_account, read_state
 from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel
 from deployment.plan import make_plan
 from deployment.roles import role_guidance, scopes_from_settings
+from deployment.secrets import KeyVaultSecrets
 from shared.errors import SettingsError
 from shared.sections import check_settings_document
 from shared.settings import encode_settings
@@ -41,13 +44,23 @@ from shared.settings import encode_settings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAS_ENV = "CI_GOVERNANCE_WHEEL_CONTAINER_SAS"
 DEFAULT_WARN_MINUTES = 30
+DEFAULT_STOP_TIME = "19:00"
+
+
+def _default_credential() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
 
 
 def _default_client(subscription: str) -> Any:
-    from azure.identity import DefaultAzureCredential
     from azure.mgmt.automation import AutomationClient
 
-    return AutomationClient(DefaultAzureCredential(), subscription, polling_interval=5)
+    return AutomationClient(_default_credential(), subscription, polling_interval=5)
+
+
+def _default_secret_store(vault_url: str) -> Any:
+    return KeyVaultSecrets(vault_url, _default_credential())
 
 
 @dataclass
@@ -60,25 +73,59 @@ class Dependencies:
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     sleep: Callable[[float], None] = time.sleep
     package_poll_seconds: float = 20.0
+    clock: Callable[[], float] = time.monotonic  # pacing and progress lines (monotonic seconds)
+    secret_store_factory: Callable[[str], Any] = _default_secret_store  # vault URI -> get(name) / set(name, value)
+    job_poll_seconds: float = 15.0
+
+
+EPILOG = """\
+example:
+  python publish.py --subscription 00000000-0000-0000-0000-000000000000 --resource-group rg-automation \\
+      --automation-account aa-governance --settings settings.json --stop-time 19:00 --time-zone Europe/Amsterdam --dry-run
+  (then the same without --dry-run; ./dev publish runs it in the project's environment)
+
+exit codes:
+  0  deployed and every self-check passed, or nothing to change, or a dry run
+  1  a step or a self-check failed: earlier steps stay done, runbooks keep their previous environment; re-run to continue
+  2  bad input or a precondition is not met (settings, flags, no such account, no upload destination); nothing was changed
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of publish.py."""
     p = argparse.ArgumentParser(
-        prog="publish.py", description="Deploy CI governance runbooks, packages, schedules and webhooks into an existing Azure Automation account."
+        prog="publish.py",
+        description="Deploy CI governance runbooks, packages, schedules and webhooks into an existing Azure Automation account,"
+        " then prove each runbook works there with a read-only self-check job.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--subscription", required=True, help="subscription id of the Automation account")
-    p.add_argument("--resource-group", required=True)
-    p.add_argument("--automation-account", required=True)
-    p.add_argument("--settings", required=True, type=Path, help="settings JSON passed to the runbooks; its 'scope' decides the role assignments")
+    p.add_argument("--resource-group", required=True, help="resource group of the Automation account")
+    p.add_argument("--automation-account", required=True, help="name of the existing Automation account (publish.py does not create one)")
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=Path,
+        help="settings JSON for the runbooks; its 'scope' decides the role assignments; its secrets go to the Key Vault of secrets.key_vault",
+    )
     p.add_argument("--location", help="region for new resources (default: the account's)")
-    p.add_argument("--stop-time", default="19:00", help="nightly stop, HH:MM (default 19:00)")
+    p.add_argument(
+        "--stop-time",
+        help=f"nightly stop, HH:MM; also the time the warning announces (default: settings warning.stop_time, else {DEFAULT_STOP_TIME})",
+    )
     p.add_argument("--start-time", default="07:30", help="weekday start Mon-Fri, HH:MM (default 07:30)")
-    p.add_argument("--time-zone", default="UTC", help="IANA time zone of the schedules (default UTC)")
+    p.add_argument("--time-zone", help="IANA time zone of the schedules and the warning (default: settings warning.time_zone, else UTC)")
     p.add_argument("--warn-minutes", type=int, help="warning this many minutes before the stop (default: settings warning.minutes_before, else 30)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the role assignments; change nothing")
-    p.add_argument("--rotate-webhooks", action="store_true", help="replace the webhooks (new URLs, printed once)")
-    p.add_argument("--webhook-expiry-days", type=int, default=365)
+    p.add_argument("--verbose", action="store_true", help="list every package of the plan instead of one summary line")
+    p.add_argument("--rotate-webhooks", action="store_true", help="create new webhooks (URLs printed once), then delete the old ones: no gap for callers")
+    p.add_argument(
+        "--webhook-url-file",
+        type=Path,
+        help="write new webhook URLs to this file, readable by its owner only (mode 0600), instead of printing them",
+    )
+    p.add_argument("--webhook-expiry-days", type=int, default=365, help="validity of new webhooks in days (default 365; Azure cannot extend a webhook)")
     p.add_argument(
         "--runtime-environment",
         default=DEFAULT_ENVIRONMENT_PREFIX,
@@ -96,10 +143,36 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"container SAS URL to upload our wheel to (or ${SAS_ENV}); needed only when the shared package changed",
     )
     logicapp.add_arguments(p)  # Teams Logic App (issue 14)
+    p.add_argument("--skip-self-check", action="store_true", help="do not start the self-check jobs (switches runbooks without proof; not recommended)")
     p.add_argument("--project-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     p.add_argument("--runbooks-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--requirements", type=Path, help=argparse.SUPPRESS)
     return p
+
+
+def schedule_timing(args: argparse.Namespace, settings: dict, warn_minutes: int) -> Timing:
+    """When the schedules fire, from one source per value: the flag, else the warning section, else the
+    default. A flag and a setting that disagree are refused (nothing to keep equal by hand)."""
+    raw_warning = settings.get("warning")
+    warning: Dict[str, Any] = raw_warning if isinstance(raw_warning, dict) else {}
+    chosen = {}
+    for flag, key, default in (("stop_time", "stop_time", DEFAULT_STOP_TIME), ("time_zone", "time_zone", "UTC")):
+        given, configured = getattr(args, flag), warning.get(key)
+        if given is not None and configured is not None and given != configured:
+            raise PublishError(
+                f"--{flag.replace('_', '-')} {given} and settings warning.{key} {configured} disagree: give one of them"
+                f" (publish.py passes the value to the warning runbook and the schedules)."
+            )
+        chosen[flag] = given if given is not None else (configured or default)
+    try:
+        stop = parse_time_of_day(chosen["stop_time"])
+    except PublishError as exc:
+        raise PublishError(f"--stop-time: {exc}") from None
+    try:
+        start = parse_time_of_day(args.start_time)
+    except PublishError as exc:
+        raise PublishError(f"--start-time: {exc}") from None
+    return Timing(stop, start, check_time_zone(chosen["time_zone"]), warn_minutes)
 
 
 def _load_settings(path: Path) -> dict:
@@ -129,12 +202,14 @@ def warn_minutes_from(settings: dict) -> int:
     return value
 
 
-def print_plan(plan: Plan, out: Callable[[str], None]) -> None:
-    """The plan as operator-readable lines."""
+def print_plan(plan: Plan, out: Callable[[str], None], verbose: bool = False) -> None:
+    """The plan as operator-readable lines (packages collapsed to one line unless ``verbose``)."""
     if plan.actions:
         out(f"Plan: {plan.changes} change(s) in Azure, {len(plan.actions)} step(s):")
         for action in plan.actions:
             out(f"  {action.describe()}")
+            for detail in action.details if verbose else ():
+                out(f"      {detail}")
     else:
         out("Plan: nothing to change.")
     for item in plan.unchanged:
@@ -170,21 +245,23 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
     warn_minutes = args.warn_minutes if args.warn_minutes is not None else warn_minutes_from(settings)
     if not 1 <= warn_minutes <= 12 * 60:
         raise PublishError(f"The warning must come 1 to 720 minutes before the stop, not {warn_minutes}.")
-    timing = Timing(parse_time_of_day(args.stop_time), parse_time_of_day(args.start_time), check_time_zone(args.time_zone), warn_minutes)
+    timing = schedule_timing(args, settings, warn_minutes)
     scopes = scopes_from_settings(settings)
+    project = args.project_dir
+    wheel = build_shared_wheel(project)
+    # Resolve before reading Azure: a package Automation could not download is refused at plan time.
+    packages = [wheel.as_package(), *deps.resolver(args.requirements or project / RUNTIME_REQUIREMENTS)]
     client = deps.client_factory(args.subscription)
     account = read_account(client, args.subscription, args.resource_group, args.automation_account)
     location = args.location or account.location
     out(f"Automation account {account.name} ({account.location}) in resource group {args.resource_group}, subscription {args.subscription}")
     # --- Teams Logic App (issue 14, deployment/logicapp.py): its trigger URL goes into the runbooks' settings ---
-    teams_app = logicapp.begin(args, client, settings, location, encode_settings, deps.now, deps.sleep, out)
+    # What the Logic App hands the runbooks (webhook parameters, the job route's --settings-b64) is what
+    # every job gets: the settings without their secrets, which the runbooks read from Key Vault.
+    teams_app = logicapp.begin(args, client, settings, location, lambda doc: encode_settings(split_secrets(doc)[0]), deps.now, deps.sleep, out)
     if teams_app is not None:
         settings = teams_app.settings
     # --- end Teams Logic App ---
-
-    project = args.project_dir
-    wheel = build_shared_wheel(project)
-    packages = [wheel.as_package(), *deps.resolver(args.requirements or project / "requirements.txt")]
     desired = build_desired(
         runbooks_dir=args.runbooks_dir or project / "runbooks",
         packages=packages,
@@ -195,11 +272,16 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
         environment_prefix=args.runtime_environment,
         webhook_expiry_days=args.webhook_expiry_days,
     )
-    observed = read_state(client, args.resource_group, args.automation_account, account, desired)
-    plan = make_plan(desired, observed, now=deps.now(), rotate_webhooks=args.rotate_webhooks)
-    print_plan(plan, out)
-    for line in role_guidance(account, scopes):
-        out(line)
+    secret_store = deps.secret_store_factory(desired.key_vault) if desired.key_vault else None
+    observed = read_state(client, args.resource_group, args.automation_account, account, desired, secret_store)
+    plan = make_plan(desired, observed, now=deps.now(), rotate_webhooks=args.rotate_webhooks, self_check=not args.skip_self_check)
+    print_plan(plan, out, verbose=args.verbose)
+    # The grants matter before the first jobs and when the settings (hence perhaps the scope) change: not on every run.
+    first_deploy = any(a.kind == "upsert_runbook" and a.reason == "new" for a in plan.actions)
+    settings_changed = any(a.kind in ("create_job_schedule", "update_webhook") and "parameters changed" in a.reason for a in plan.actions)
+    if args.dry_run or first_deploy or settings_changed:
+        for line in role_guidance(account, scopes, desired.key_vault):
+            out(line)
     if teams_app is not None:  # Teams Logic App (issue 14)
         teams_app.print_plan(out)
     needs_upload = any(a.kind == "upload_wheel" for a in plan.actions)
@@ -227,10 +309,15 @@ def _run(args: argparse.Namespace, deps: Dependencies, out: Callable[[str], None
         now=deps.now,
         sleep=deps.sleep,
         package_poll_seconds=deps.package_poll_seconds,
+        clock=deps.clock,
+        secret_store=secret_store,
+        webhook_url_file=args.webhook_url_file,
+        job_poll_seconds=deps.job_poll_seconds,
     )
     out("Applying:")
     applier.apply(plan)
     if teams_app is not None:  # Teams Logic App (issue 14): after the runbooks, which its webhooks name
         teams_app.apply(out)
-    out(f"Published: {plan.changes} change(s) applied, {len(plan.unchanged)} item(s) already up to date.")
+    checked = " and proven by a self-check job per runbook" if any(a.kind == "self_check" for a in plan.actions) else ""
+    out(f"Published: {plan.changes} change(s) applied{checked}, {len(plan.unchanged)} item(s) already up to date.")
     return 0

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from zoneinfo import ZoneInfo
 
 from deployment.model import (
@@ -16,11 +16,14 @@ from deployment.model import (
     DesiredLink,
     DesiredRunbook,
     DesiredSchedule,
+    DesiredSecret,
     DesiredWebhook,
     PackageSpec,
     PublishError,
     short_hash,
 )
+from shared.automation.secrets import secret_values, without_secrets
+from shared.sections import SECRET_SETTINGS
 from shared.settings import encode_settings
 
 # Runbook type and runtime for Python 3.10 are UNCONFIRMED (docs/platform.md, "Unconfirmed"). Default: the
@@ -33,6 +36,9 @@ DEFAULT_ENVIRONMENT_PREFIX = f"{NAME_PREFIX}-py310"
 # Python runbooks get their parameters positionally, and how Automation orders named values for Python is
 # unconfirmed; one parameter holding every token avoids depending on it (the runbooks shlex-split it).
 PARAMETER_NAME = "args"
+
+# What the runbooks import in Automation; publish.py's own dependencies (requirements.txt) stay local.
+RUNTIME_REQUIREMENTS = "requirements-runtime.txt"
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
@@ -85,6 +91,27 @@ def next_start(time_of_day: str, time_zone: str, now: datetime, lead: timedelta 
     while candidate < local_now + lead:
         candidate = (candidate + timedelta(days=1)).replace(hour=hours, minute=mins)
     return candidate
+
+
+def split_secrets(settings: dict) -> Tuple[dict, List[DesiredSecret], Optional[str]]:
+    """(the settings the jobs get, the secrets to store in Key Vault, the vault URI).
+
+    Secret settings (shared.sections.SECRET_SETTINGS) never go into job schedules or webhooks, where
+    anyone who can read a job's inputs could read them: they go to the Key Vault of
+    ``secrets.key_vault``, and the jobs' settings list them in ``secrets.stored`` (docs/platform.md, "Secrets")."""
+    found = secret_values(settings)
+    raw_section = settings.get("secrets")
+    section: Dict[str, Any] = raw_section if isinstance(raw_section, dict) else {}
+    key_vault = section.get("key_vault")
+    stored = tuple(sorted(set(found) | set(section.get("stored") or ())))
+    if found and not key_vault:
+        raise PublishError(
+            f"The settings hold secrets ({', '.join(sorted(found))}) and name no Key Vault to keep them in: set"
+            ' "secrets": {"key_vault": "https://<vault>.vault.azure.net"}. Job schedules and webhooks would otherwise carry them,'
+            " readable by anyone who can read a job's inputs in the Automation account."
+        )
+    secrets = [DesiredSecret(SECRET_SETTINGS[path], path, value) for path, value in sorted(found.items())]
+    return without_secrets(settings, key_vault, stored), secrets, key_vault.rstrip("/") if key_vault else None
 
 
 def runbook_parameters(settings: dict) -> Dict[str, str]:
@@ -181,12 +208,11 @@ def build_desired(
     environment = environment_for(environment_prefix, runtime_version, packages)
     runbooks = load_runbooks(runbooks_dir, runbook_type, environment.name)
     names = [rb.name for rb in runbooks]
-    params = runbook_parameters(settings)
+    job_settings, secrets, key_vault = split_secrets(settings)
+    params = runbook_parameters(job_settings)
+    per_runbook = {name: runbook_parameters(with_schedule_timing(job_settings, timing)) if name == "warn_before_stop" else dict(params) for name in names}
     schedules = schedules_for(timing, names)
-    links = [
-        DesiredLink(SCHEDULE_OF_RUNBOOK[name], name, runbook_parameters(with_schedule_timing(settings, timing)) if name == "warn_before_stop" else dict(params))
-        for name in names
-        if name in SCHEDULE_OF_RUNBOOK
-    ]
+    links = [DesiredLink(SCHEDULE_OF_RUNBOOK[name], name, per_runbook[name]) for name in names if name in SCHEDULE_OF_RUNBOOK]
     webhooks = [DesiredWebhook(f"{NAME_PREFIX}-{name}", name, dict(params), webhook_expiry_days) for name in names if name in WEBHOOK_RUNBOOKS]
-    return Desired(environment, environment_prefix, runbooks, schedules, links, webhooks)
+    checks = {name: {PARAMETER_NAME: f"--self-check {p[PARAMETER_NAME]}"} for name, p in per_runbook.items()}
+    return Desired(environment, environment_prefix, runbooks, schedules, links, webhooks, secrets, key_vault, checks)

@@ -37,7 +37,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.mgmt.automation import models
 
-from deployment.desired import runbook_parameters
+from deployment.desired import runbook_parameters, split_secrets
 from deployment.model import MANAGED_BY_TAG, NAME_PREFIX, ApplyError, PublishError
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "logicapp" / "azuredeploy.json"
@@ -178,7 +178,8 @@ def build_desired(opts: Options, settings: dict, encode: Callable[[dict], str]) 
         "automationAccountId": opts.account_id if opts.route == "job" else "",
     }
     secret = _digest(encode(settings)) if opts.route == "job" else ""
-    return Desired(load_template(), params, secret, runbook_parameters(settings))
+    # The Logic App's webhooks carry what every job gets: the settings without their secrets (Key Vault).
+    return Desired(load_template(), params, secret, runbook_parameters(split_secrets(settings)[0]))
 
 
 @dataclass

@@ -42,6 +42,7 @@ class PackageSpec:
     sha256: str
     url: Optional[str] = None
     local_data: Optional[bytes] = field(default=None, repr=False, compare=False)
+    size: Optional[int] = field(default=None, compare=False)  # bytes, when known (for the plan)
 
     def display_url(self) -> str:
         """The URL without its query string (which may be a SAS token)."""
@@ -100,10 +101,30 @@ class DesiredLink:
 
 @dataclass
 class DesiredWebhook:
+    """``name`` is the base name: a rotation creates ``<name>-<UTC timestamp>`` before deleting the old one."""
+
     name: str
     runbook: str
     parameters: Dict[str, str]
     expiry_days: int
+
+
+@dataclass(frozen=True)
+class DesiredSecret:
+    """A secret setting stored in Key Vault; ``value`` is never printed."""
+
+    name: str  # Key Vault secret name
+    setting: str  # e.g. teams.workflow_url
+    value: str = field(repr=False)
+
+
+@dataclass
+class SelfCheck:
+    """One self-check job: ``runbook`` started with ``parameters``; a temporary copy when the runbook changes."""
+
+    runbook: DesiredRunbook
+    parameters: Dict[str, str]
+    temporary: bool
 
 
 @dataclass
@@ -114,6 +135,9 @@ class Desired:
     schedules: List[DesiredSchedule]
     links: List[DesiredLink]
     webhooks: List[DesiredWebhook]
+    secrets: List[DesiredSecret] = field(default_factory=list)
+    key_vault: Optional[str] = None
+    check_parameters: Dict[str, Dict[str, str]] = field(default_factory=dict)  # runbook -> self-check job parameters
 
 
 @dataclass
@@ -182,14 +206,18 @@ class Observed:
     schedules: Dict[str, ObservedSchedule] = field(default_factory=dict)
     job_schedules: List[ObservedJobSchedule] = field(default_factory=list)
     webhooks: Dict[str, ObservedWebhook] = field(default_factory=dict)
+    secrets: Dict[str, Optional[str]] = field(default_factory=dict)  # Key Vault secret name -> current value (None: absent)
 
 
 # kind -> (symbol, label, writes to Azure?)
 ACTION_KINDS: Dict[str, Tuple[str, str, bool]] = {
     "upload_wheel": ("+", "upload wheel", False),
     "create_environment": ("+", "create runtime environment", True),
-    "import_package": ("+", "import package", True),
+    "import_packages": ("+", "import packages into", True),
     "wait_packages": (".", "wait for package imports in", False),
+    "set_secret": ("~", "store in Key Vault the secret", True),
+    "self_check": ("?", "self-check", False),
+    "delete_runbook": ("-", "delete leftover runbook", True),
     "upsert_runbook": ("~", "upload and publish runbook", True),
     "delete_job_schedule": ("-", "delete job schedule", True),
     "delete_schedule": ("-", "delete schedule", True),
@@ -210,6 +238,7 @@ class Action:
     target: str
     reason: str
     data: object = None
+    details: List[str] = field(default_factory=list)  # printed with --verbose only
 
     def describe(self) -> str:
         symbol, label, _ = ACTION_KINDS[self.kind]

@@ -60,9 +60,12 @@ def read_account(client: Any, subscription: str, resource_group: str, account: s
     return AccountInfo(name=acct.name, location=acct.location, identity_type=_text(identity.type) if identity else None, principal_ids=principals)
 
 
-def read_state(client: Any, resource_group: str, account: str, info: AccountInfo, desired: Desired) -> Observed:
-    """Everything the planner compares: environments (ours with packages), runbooks, schedules, links, webhooks."""
+def read_state(client: Any, resource_group: str, account: str, info: AccountInfo, desired: Desired, secret_store: Any = None) -> Observed:
+    """Everything the planner compares: environments (ours with packages), runbooks, schedules, links,
+    webhooks, and the current values of the secrets in Key Vault (compared, never printed)."""
     observed = Observed(account=info)
+    for secret in desired.secrets:
+        observed.secrets[secret.name] = secret_store.get(secret.name) if secret_store is not None else None
     prefix = desired.environment_prefix.lower() + "-"
     for env in client.runtime_environments.list_by_automation_account(resource_group, account):
         runtime = env.properties.runtime if env.properties else None

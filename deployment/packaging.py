@@ -4,11 +4,15 @@ Automation imports a package from a content link, a URL it downloads itself; it 
 (cp310 / abi3 / pure, manylinux x86_64 or ``any``) and does not pull in dependencies, so every package
 of the dependency closure must be imported (docs/platform.md, "Azure Automation: Python runtime"). The design:
 
-* Third-party packages: ``pip install --dry-run --report`` resolves ``requirements.txt`` *for the
-  sandbox* (``--platform manylinux2014_x86_64 --python-version 3.10 --abi cp310 --only-binary=:all:``)
-  without installing anything; pip's installation report names the exact PyPI file of every package of
-  the closure and its SHA-256. Those ``files.pythonhosted.org`` URLs are public, so Automation downloads
-  them directly: nothing to upload, nothing to host.
+* Third-party packages: ``pip install --dry-run --report`` resolves ``requirements-runtime.txt`` (what
+  the runbooks import; publish.py's own dependencies stay local) *for the sandbox* (``--platform
+  manylinux2014_x86_64 --python-version 3.10 --abi cp310 --only-binary=:all:``) without installing
+  anything; pip's installation report names the exact PyPI file of every package of the closure and its
+  SHA-256. Those ``files.pythonhosted.org`` URLs are public, so Automation downloads them directly:
+  nothing to upload, nothing to host. pip runs isolated from the admin's pip configuration
+  (``--isolated``, ``PIP_CONFIG_FILE=/dev/null``, no ``PIP_*`` variables) against public PyPI: a company
+  index or a local mirror would give content links Azure cannot download, and any such link is refused
+  at plan time (:func:`check_public`).
 * Our own ``shared`` package: built here into a wheel by :func:`build_shared_wheel`, a small
   deterministic PEP 427 writer (no network, no build backend: ``pip wheel`` would fetch setuptools
   into an isolated build env). Its version gets a local label with a hash of the sources
@@ -26,6 +30,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,16 +48,25 @@ from deployment.model import PackageSpec, PublishError
 README_PARAGRAPH = """\
 **How packages reach Azure Automation.** Runbooks run in Automation's Python 3.10 sandbox, which has no
 packages of its own and installs only wheels (cp310/abi3/pure, manylinux x86_64) that you import, without
-their dependencies. `publish.py` therefore resolves the full dependency closure of `requirements.txt` for
-that platform with `pip install --dry-run --report` (nothing is installed locally) and gives Automation
-the public PyPI download URL of each wheel, with its SHA-256; Automation downloads them itself. Our own
-`shared` package is built locally into a wheel whose version carries a hash of the source
-(`0.1.0+g<hash>`), uploaded to a blob container you name with a container SAS URL
+their dependencies. `publish.py` therefore resolves the full dependency closure of `requirements-runtime.txt`
+(what the runbooks import; `publish.py`'s own dependencies in `requirements.txt`, such as
+azure-mgmt-automation, stay on your machine) for that platform with `pip install --dry-run --report`
+(nothing is installed locally) and gives Automation the public PyPI download URL of each wheel, with its
+SHA-256; Automation downloads them itself. pip runs **isolated from your pip configuration** (no
+`pip.conf`, no `PIP_*` variables) against public PyPI, because a company index or a local mirror gives
+links Azure cannot download; any link outside `https://files.pythonhosted.org/` is refused at plan time
+with the package's name. Our own `shared` package is built locally into a wheel whose version carries a
+hash of the source (`0.1.0+g<hash>`), uploaded to a blob container you name with a container SAS URL
 (`--wheel-container-sas`, or the `CI_GOVERNANCE_WHEEL_CONTAINER_SAS` environment variable; the SAS needs
 create, write and read permission and only has to be valid during the publish run). All packages go into
 a runtime environment whose name ends with a hash of its contents (`ci-governance-py310-<hash>`): a change
-builds a new environment next to the old one, runbooks switch to it only after every import succeeded,
-and the old one is then deleted. A run where nothing changed needs no SAS and writes nothing."""
+builds a new environment next to the old one, runbooks switch to it only after every import succeeded and
+every self-check passed, and the old one is then deleted. A run where nothing changed needs no SAS and
+writes nothing."""
+
+PUBLIC_INDEX = "https://pypi.org/simple"
+# Where PyPI serves package files; Automation downloads content links itself, from the public internet.
+PUBLIC_FILES = "https://files.pythonhosted.org/"
 
 # Tags the 3.10 sandbox accepts (MicrosoftDocs/azure-docs articles/automation/python-3-packages.md).
 DEFAULT_PLATFORMS: Tuple[str, ...] = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
@@ -72,7 +86,9 @@ class LocalWheel:
 
     def as_package(self) -> PackageSpec:
         """The package spec for this wheel; its URL is known only after upload."""
-        return PackageSpec(name=self.name, version=self.version, filename=self.filename, sha256=self.sha256, url=None, local_data=self.data)
+        return PackageSpec(
+            name=self.name, version=self.version, filename=self.filename, sha256=self.sha256, url=None, local_data=self.data, size=len(self.data)
+        )
 
 
 def normalize_name(name: str) -> str:
@@ -163,6 +179,19 @@ def build_shared_wheel(project_dir: Path, package: str = "shared") -> LocalWheel
 
 
 # -- third-party wheels -------------------------------------------------------------------------------
+def check_public(specs: Sequence[PackageSpec], public_prefix: str = PUBLIC_FILES) -> None:
+    """Refuse any content link Azure Automation could not download from the public internet."""
+    private = [f"{s.name} {s.version}: {redact(s.url or '')}" for s in specs if s.url is not None and not s.url.startswith(public_prefix)]
+    if private:
+        raise PublishError(
+            f"Azure Automation downloads each package itself from the public internet, and these links are not on {public_prefix}:\n  "
+            + "\n  ".join(private)
+            + "\n  They come from a pip configuration or index only this machine can reach (file://, a company mirror)."
+            " publish.py resolves against public PyPI with pip's configuration ignored; if you see this, check the requirement files"
+            " for --index-url/--find-links lines. Nothing was changed."
+        )
+
+
 def parse_pip_report(report: dict) -> List[PackageSpec]:
     """Package specs from pip's installation report (``pip install --dry-run --report``, report version 1)."""
     specs: List[PackageSpec] = []
@@ -194,16 +223,36 @@ class PipReportResolver:
     """Resolves a requirements file for the sandbox platform with pip (reads PyPI, installs nothing)."""
 
     def __init__(
-        self, python: str = sys.executable, platforms: Sequence[str] = DEFAULT_PLATFORMS, extra_args: Sequence[str] = (), runner: Runner = subprocess.run
+        self,
+        python: str = sys.executable,
+        platforms: Sequence[str] = DEFAULT_PLATFORMS,
+        extra_args: Sequence[str] = (),
+        runner: Runner = subprocess.run,
+        index_url: str = PUBLIC_INDEX,
+        public_prefix: str = PUBLIC_FILES,
+        size_lookup: Optional[Callable[[List[PackageSpec]], List[PackageSpec]]] = None,
     ):
         self.python = python
         self.platforms = tuple(platforms)
         self.extra_args = tuple(extra_args)
         self.runner = runner
+        self.index_url = index_url
+        self.public_prefix = public_prefix
+        self.size_lookup = size_lookup if size_lookup is not None else (lambda specs: pypi_sizes(specs, index_url=index_url))
+
+    @staticmethod
+    def environment(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        """The environment pip runs in: no ``PIP_*`` variable, and no configuration file at all
+        (pip skips every config file when PIP_CONFIG_FILE is os.devnull; ``--isolated`` alone still reads
+        the global ones such as /etc/pip.conf and /etc/xdg/pip/pip.conf)."""
+        env = {k: v for k, v in (os.environ if environ is None else environ).items() if not k.upper().startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
+        return env
 
     def command(self, requirements: Path, target: str) -> List[str]:
         """The pip command line (``--target`` keeps pip from looking at the local environment)."""
-        cmd = [self.python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "--ignore-installed", "--only-binary=:all:"]
+        cmd = [self.python, "-m", "pip", "--isolated", "install", "--dry-run", "--quiet", "--report", "-", "--ignore-installed", "--only-binary=:all:"]
+        cmd += ["--index-url", self.index_url]
         for platform in self.platforms:
             cmd += ["--platform", platform]
         cmd += ["--python-version", "3.10", "--implementation", "cp", "--abi", "cp310", "--target", target, *self.extra_args, "-r", str(requirements)]
@@ -212,14 +261,40 @@ class PipReportResolver:
     def __call__(self, requirements: Path) -> List[PackageSpec]:
         """Resolve ``requirements`` into the wheels Automation must import."""
         with tempfile.TemporaryDirectory() as target:
-            done = self.runner(self.command(requirements, target), capture_output=True, text=True)
+            done = self.runner(self.command(requirements, target), capture_output=True, text=True, env=self.environment())
         if done.returncode != 0:
-            raise PublishError(f"pip could not resolve {requirements} for Python 3.10 manylinux x86_64:\n{done.stderr.strip()}")
+            raise PublishError(f"pip could not resolve {requirements} for Python 3.10 manylinux x86_64 against {self.index_url}:\n{done.stderr.strip()}")
         try:
             report = json.loads(done.stdout)
         except ValueError as exc:
             raise PublishError(f"pip printed no installation report ({exc}).") from exc
-        return parse_pip_report(report)
+        specs = parse_pip_report(report)
+        check_public(specs, self.public_prefix)
+        return self.size_lookup(specs)
+
+
+def pypi_sizes(specs: List[PackageSpec], session: Optional[requests.Session] = None, index_url: str = PUBLIC_INDEX) -> List[PackageSpec]:
+    """The specs with ``size`` from the index's JSON simple API (PEP 691 ``files[]``, ``size`` per PEP 700:
+    ``GET <index>/<name>/`` with ``Accept: application/vnd.pypi.simple.v1+json``), looked up concurrently;
+    a failed lookup leaves the size unknown (the plan says so)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    http = session or requests.Session()
+
+    def one(spec: PackageSpec) -> PackageSpec:
+        if spec.url is None:
+            return spec
+        try:
+            response = http.get(f"{index_url.rstrip('/')}/{spec.name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10)
+            files = response.json().get("files", []) if response.status_code == 200 else []
+        except (requests.RequestException, ValueError, AttributeError):
+            return spec
+        size = next((f.get("size") for f in files if isinstance(f, dict) and f.get("filename") == spec.filename), None)
+        return replace(spec, size=size) if isinstance(size, int) else spec
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, specs))
 
 
 # -- upload of our wheel --------------------------------------------------------------------------------

@@ -10,7 +10,12 @@ Change detection, and why:
   delete + create, and the job schedules on it are recreated;
 - job schedules: cannot be updated; compared by (schedule, runbook, parameters), else delete + create;
 - webhooks: never touched unless missing, expired, pointing elsewhere, or ``--rotate-webhooks``; changed
-  parameters are PATCHed (the URL stays valid).
+  parameters are PATCHed (the URL stays valid). A replacement is created (under a new name) and printed
+  before the old one is deleted, so callers never meet a gap;
+- secrets: the Key Vault value is compared with the settings' value (never printed);
+- proof: when anything changes, one read-only ``--self-check`` job per runbook runs before the runbooks
+  switch: changed runbooks as temporary copies bound to the new environment, so a failure leaves the
+  runbooks on the environment they used before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import re
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Dict, List, Optional, Tuple
 
@@ -31,14 +37,19 @@ from deployment.model import (
     DesiredLink,
     DesiredSchedule,
     Observed,
+    ObservedEnvironment,
     ObservedJobSchedule,
+    PackageSpec,
     Plan,
     PublishError,
+    SelfCheck,
 )
 
 EXPIRY_WARNING = timedelta(days=30)
 _SPEC = re.compile(r"\[spec ([0-9a-f]+)\]\s*$")
 _JOB_SCHEDULE_NAMESPACE = uuid.UUID("6f1d3c52-8f0e-4a55-9c2b-2f4b7e0c9a11")
+# Temporary copies of changed runbooks, bound to the new environment, that the self-check jobs run.
+CHECK_PREFIX = f"{NAME_PREFIX}-check-"
 
 
 def job_schedule_id(link: DesiredLink, schedule_fingerprint: str) -> str:
@@ -53,7 +64,7 @@ def spec_of(description: str) -> Optional[str]:
     return m.group(1) if m else None
 
 
-def make_plan(desired: Desired, observed: Observed, *, now: datetime, rotate_webhooks: bool = False) -> Plan:
+def make_plan(desired: Desired, observed: Observed, *, now: datetime, rotate_webhooks: bool = False, self_check: bool = True) -> Plan:
     """The ordered actions that make ``observed`` match ``desired``.
 
     Order matters: packages are imported and waited for before runbooks switch to the new environment;
@@ -61,28 +72,52 @@ def make_plan(desired: Desired, observed: Observed, *, now: datetime, rotate_web
     """
     plan = Plan()
     _plan_environment(desired, observed, plan)
+    _plan_secrets(desired, observed, plan)
     _plan_runbooks(desired, observed, plan)
     _plan_schedules(desired, observed, plan)
     _plan_webhooks(desired, observed, plan, now, rotate_webhooks)
     _plan_cleanup(desired, observed, plan)
+    if self_check and plan.changes:
+        _plan_self_check(desired, plan)
     order = [
-        "upload_wheel", "create_environment", "import_package", "wait_packages", "upsert_runbook", "delete_job_schedule",
-        "delete_schedule", "create_schedule", "create_job_schedule", "delete_webhook", "create_webhook", "update_webhook", "delete_environment",
+        "upload_wheel", "create_environment", "import_packages", "wait_packages", "set_secret", "delete_runbook", "self_check", "upsert_runbook",
+        "delete_job_schedule", "delete_schedule", "create_schedule", "create_job_schedule", "create_webhook", "update_webhook", "delete_webhook",
+        "delete_environment",
     ]  # fmt: skip
     plan.actions.sort(key=lambda a: order.index(a.kind))  # stable: keeps the per-kind order
     return plan
+
+
+def _plan_self_check(desired: Desired, plan: Plan) -> None:
+    changed = {a.target.lower() for a in plan.actions if a.kind == "upsert_runbook"}
+    checks = [SelfCheck(rb, desired.check_parameters[rb.name], rb.name.lower() in changed) for rb in desired.runbooks]
+    temporary = sum(c.temporary for c in checks)
+    how = f"{temporary} as temporary copies on {desired.environment.name}, before the switch" if temporary else "the published runbooks"
+    plan.actions.append(Action("self_check", f"{len(checks)} runbooks", f"one read-only job each; {how}", checks))
+
+
+def _plan_secrets(desired: Desired, observed: Observed, plan: Plan) -> None:
+    for secret in desired.secrets:
+        current = observed.secrets.get(secret.name)
+        label = f"{secret.name} ({secret.setting})"
+        if current == secret.value:
+            plan.unchanged.append(f"secret {label} in {desired.key_vault}")
+        else:
+            plan.actions.append(Action("set_secret", label, "new" if current is None else "value changed", secret))
 
 
 def _plan_environment(desired: Desired, observed: Observed, plan: Plan) -> None:
     env = desired.environment
     existing = observed.environments.get(env.name.lower())
     if existing is None:
-        plan.actions.append(Action("create_environment", env.name, f"Python {env.version}, {len(env.packages)} packages", env))
+        plan.actions.append(Action("create_environment", env.name, f"Python {env.version}", env))
     elif (existing.language, existing.version) != (env.language, env.version):
         raise PublishError(
             f"Runtime environment {env.name} exists with {existing.language} {existing.version}, expected {env.language} {env.version}; delete it and re-run."
         )
     waiting: List[str] = []
+    to_import: List[PackageSpec] = []
+    retries: List[str] = []
     for pkg in env.packages:
         current = existing.packages.get(pkg.name.lower()) if existing else None
         if current is not None and current.state == "Succeeded":
@@ -90,11 +125,17 @@ def _plan_environment(desired: Desired, observed: Observed, plan: Plan) -> None:
         if current is not None and current.state not in ("Failed", "Canceled"):
             waiting.append(pkg.name)  # an import from an earlier run is still in progress
             continue
-        reason = f"{pkg.version}, {pkg.display_url()}" if current is None else f"retry: previous import failed: {current.error or current.state}"
+        if current is not None:
+            retries.append(f"{pkg.name} (previous import failed: {current.error or current.state})")
         if pkg.url is None:
             plan.actions.append(Action("upload_wheel", pkg.filename, "our shared package", pkg))
-        plan.actions.append(Action("import_package", pkg.name, reason, (env.name, pkg)))
+        to_import.append(pkg)
         waiting.append(pkg.name)
+    if to_import:
+        summary, details = package_summary(env.packages, to_import, _previous_environment(desired, observed))
+        if retries:
+            summary += f"; retry: {', '.join(retries)}"
+        plan.actions.append(Action("import_packages", env.name, summary, (env.name, to_import), details))
     if waiting:
         plan.actions.append(Action("wait_packages", env.name, f"{len(waiting)} packages", waiting))
     else:
@@ -103,6 +144,46 @@ def _plan_environment(desired: Desired, observed: Observed, plan: Plan) -> None:
         extra = sorted(set(existing.packages) - {p.name.lower() for p in env.packages})
         if extra:
             plan.warnings.append(f"runtime environment {env.name} has packages publish.py did not import: {', '.join(extra)}")
+
+
+def _previous_environment(desired: Desired, observed: Observed) -> Optional[ObservedEnvironment]:
+    """The environment our runbooks use now (what the new one is compared with), if it is one of ours."""
+    for rb in desired.runbooks:
+        current = observed.runbooks.get(rb.name.lower())
+        env = observed.environments.get((current.runtime_environment or "").lower()) if current else None
+        if env is not None and env.name.lower() != desired.environment.name.lower():
+            return env
+    return None
+
+
+def _few(items: List[str]) -> str:
+    return ", ".join(items[:4]) + (", ..." if len(items) > 4 else "")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def package_summary(all_packages: Tuple[PackageSpec, ...], to_import: List[PackageSpec], previous: Optional[ObservedEnvironment]) -> Tuple[str, List[str]]:
+    """One line for the plan (count, size, what changed against the environment in use) and one
+    line per package for ``--verbose``."""
+    sizes = [p.size for p in all_packages if p.size is not None]
+    size = f", {_megabytes(sum(sizes))}" + ("" if len(sizes) == len(all_packages) else f" ({len(sizes)} of {len(all_packages)} sizes known)") if sizes else ""
+    head = f"{len(to_import)} of {len(all_packages)} packages{size}"
+    if previous is None:
+        change = "new environment" if len(to_import) == len(all_packages) else "completing an earlier run"
+    else:
+        before = {n: p.version for n, p in previous.packages.items()}
+        after = {p.name.lower(): p.version for p in all_packages}
+        added = sorted(set(after) - set(before))
+        removed = sorted(set(before) - set(after))
+        changed = sorted(n for n in set(after) & set(before) if after[n] != before[n])
+        parts = [f"{len(changed)} changed ({_few([f'{n} {before[n]} -> {after[n]}' for n in changed])})"] if changed else []
+        parts += [f"{len(added)} added ({_few(added)})"] if added else []
+        parts += [f"{len(removed)} removed ({_few(removed)})"] if removed else []
+        change = "against " + previous.name + ": " + ("; ".join(parts) or "same versions")
+    details = [f"{p.name} {p.version}" + (f", {_megabytes(p.size)}" if p.size else "") + f", {p.display_url()}" for p in to_import]
+    return f"{head}; {change}", details
 
 
 def _plan_runbooks(desired: Desired, observed: Observed, plan: Plan) -> None:
@@ -126,7 +207,9 @@ def _plan_runbooks(desired: Desired, observed: Observed, plan: Plan) -> None:
             plan.unchanged.append(f"runbook {rb.name} (sha256 {rb.sha256[:12]})")
     wanted = {rb.name.lower() for rb in desired.runbooks}
     for key, current in observed.runbooks.items():
-        if key not in wanted and current.tags.get(MANAGED_BY_TAG[0]) == MANAGED_BY_TAG[1]:
+        if key.startswith(CHECK_PREFIX):
+            plan.actions.append(Action("delete_runbook", current.name, "a self-check copy left by an interrupted run", current.name))
+        elif key not in wanted and current.tags.get(MANAGED_BY_TAG[0]) == MANAGED_BY_TAG[1]:
             plan.warnings.append(f"runbook {current.name} was published by publish.py but is no longer in runbooks/; delete it in Azure if it is obsolete")
 
 
@@ -176,29 +259,38 @@ def _plan_schedules(desired: Desired, observed: Observed, plan: Plan) -> None:
 
 def _plan_webhooks(desired: Desired, observed: Observed, plan: Plan, now: datetime, rotate: bool) -> None:
     for wh in desired.webhooks:
-        current = observed.webhooks.get(wh.name.lower())
-        if current is None:
-            plan.actions.append(Action("create_webhook", wh.name, f"for runbook {wh.runbook}, valid {wh.expiry_days} days", wh))
+        base = wh.name.lower()
+        mine = sorted((w for k, w in observed.webhooks.items() if k == base or k.startswith(base + "-")), key=lambda w: w.name.lower())
+        usable, stale = [], []
+        for w in mine:
+            if w.expiry_time is not None and w.expiry_time <= now:
+                stale.append((w, f"expired on {w.expiry_time:%Y-%m-%d}; an expired webhook cannot be re-enabled"))
+            elif w.runbook.lower() != wh.runbook.lower():
+                stale.append((w, f"points to runbook {w.runbook}"))
+            else:
+                usable.append(w)
+        if rotate or not usable:
+            # Create the replacement first (a new name when the base name is taken), print its URL, and
+            # only then delete the old ones: callers switch over without a gap.
+            taken = {w.name.lower() for w in mine}
+            name = wh.name if base not in taken else f"{wh.name}-{now:%Y%m%d%H%M%S}"
+            why = "--rotate-webhooks" if rotate and usable else ("; ".join(r for _, r in stale) or "new")
+            plan.actions.append(Action("create_webhook", name, f"for runbook {wh.runbook}, valid {wh.expiry_days} days ({why})", replace(wh, name=name)))
+            for w in mine:
+                plan.actions.append(Action("delete_webhook", w.name, f"replaced by {name}, after it was created", w.name))
             continue
-        recreate = None
-        if rotate:
-            recreate = "--rotate-webhooks"
-        elif current.expiry_time is not None and current.expiry_time <= now:
-            recreate = f"expired on {current.expiry_time:%Y-%m-%d}; an expired webhook cannot be re-enabled"
-        elif current.runbook.lower() != wh.runbook.lower():
-            recreate = f"points to runbook {current.runbook}"
-        if recreate:
-            plan.actions.append(Action("delete_webhook", wh.name, recreate, wh.name))
-            plan.actions.append(Action("create_webhook", wh.name, f"for runbook {wh.runbook}, valid {wh.expiry_days} days", wh))
-            continue
-        if current.parameters != wh.parameters:
-            plan.actions.append(Action("update_webhook", wh.name, "parameters changed; the URL stays valid", wh))
-        else:
-            plan.unchanged.append(f"webhook {wh.name} (expires {current.expiry_time:%Y-%m-%d})" if current.expiry_time else f"webhook {wh.name}")
-        if not current.is_enabled:
-            plan.warnings.append(f"webhook {wh.name} is disabled in Azure; publish.py leaves it disabled")
-        if current.expiry_time is not None and current.expiry_time - now < EXPIRY_WARNING:
-            plan.warnings.append(f"webhook {wh.name} expires on {current.expiry_time:%Y-%m-%d}: run publish.py --rotate-webhooks and update its callers")
+        for w, reason in stale:
+            plan.actions.append(Action("delete_webhook", w.name, reason, w.name))
+        for current in usable:
+            if current.parameters != wh.parameters:
+                plan.actions.append(Action("update_webhook", current.name, "parameters changed; the URL stays valid", replace(wh, name=current.name)))
+            else:
+                plan.unchanged.append(f"webhook {current.name} (expires {current.expiry_time:%Y-%m-%d})" if current.expiry_time else f"webhook {current.name}")
+            if not current.is_enabled:
+                plan.warnings.append(f"webhook {current.name} is disabled in Azure; publish.py leaves it disabled")
+            if current.expiry_time is not None and current.expiry_time - now < EXPIRY_WARNING:
+                expires = f"{current.expiry_time:%Y-%m-%d}"
+                plan.warnings.append(f"webhook {current.name} expires on {expires}: run publish.py --rotate-webhooks and update its callers")
 
 
 def _plan_cleanup(desired: Desired, observed: Observed, plan: Plan) -> None:

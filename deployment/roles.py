@@ -14,7 +14,8 @@ and Microsoft.Resources/tags/* would be tighter still; it is not built in, so it
 from __future__ import annotations
 
 import shlex
-from typing import List, Tuple
+from typing import List, Optional, Tuple
+from urllib.parse import urlsplit
 
 from deployment.model import AccountInfo, PublishError
 
@@ -48,33 +49,27 @@ def scopes_from_settings(settings: dict) -> List[str]:
     return list(dict.fromkeys(scopes))
 
 
-def role_guidance(account: AccountInfo, scopes: List[str]) -> List[str]:
-    """Operator-readable lines: which role on which scope, and the exact ``az`` command to grant it."""
-    lines = ["Access the Automation account's managed identity needs on each managed scope:"]
-    for role, why in ROLES:
-        lines.append(f"  - {role}: {why}")
+KEY_VAULT_ROLE = ("Key Vault Secrets User", "read the secret settings (Teams workflow URLs, shared secret) at the start of each job")
+
+
+def role_guidance(account: AccountInfo, scopes: List[str], key_vault: Optional[str] = None) -> List[str]:
+    """Operator-readable lines: the exact ``az`` command for each role on each scope, each once, with what it is for."""
+    lines = ["Roles the Automation account's managed identity needs (grant each once; publish.py does not check them):"]
     principals = account.principal_ids
     if not principals:
         lines.append(f"  ! Automation account {account.name} has no managed identity. Turn on its system-assigned identity")
         lines.append("    (portal: Automation account > Account Settings > Identity), then re-run publish.py for the exact commands:")
         principals = [("managed identity", "<principal-object-id>")]
+    grants = [(role, why, scope) for scope in scopes for role, why in ROLES]
+    if key_vault:
+        host = urlsplit(key_vault).hostname
+        vault = host.split(".")[0] if host else key_vault
+        grants.append((KEY_VAULT_ROLE[0], KEY_VAULT_ROLE[1], f"$(az keyvault show --name {vault} --query id -o tsv)"))
     for label, principal in principals:
-        lines.append(f"  Commands for the {label} ({principal}):")
-        for scope in scopes:
-            for role, _ in ROLES:
-                cmd = [
-                    "az",
-                    "role",
-                    "assignment",
-                    "create",
-                    "--assignee-object-id",
-                    principal,
-                    "--assignee-principal-type",
-                    "ServicePrincipal",
-                    "--role",
-                    role,
-                    "--scope",
-                    scope,
-                ]
-                lines.append("    " + " ".join(shlex.quote(part) for part in cmd))
+        if len(principals) > 1:
+            lines.append(f"  for the {label}:")
+        for role, why, scope in grants:
+            cmd = ["az", "role", "assignment", "create", "--assignee-object-id", principal, "--assignee-principal-type", "ServicePrincipal", "--role", role]
+            scope_arg = scope if scope.startswith("$(") else shlex.quote(scope)
+            lines.append("  " + " ".join(shlex.quote(part) for part in cmd) + f" --scope {scope_arg}   # {why}")
     return lines

@@ -51,7 +51,7 @@ from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fake_azure.platform import Platform, resolve
-from fake_azure.server import ARM_HOST, FakeArmServer, FakeRequest, FakeResponse, TokenBucket, arm_error
+from fake_azure.server import ARM_HOST, FakeArmServer, FakeRequest, FakeResponse, TokenBucket, arm_error, audience_of
 
 API = "2024-10-23"
 PROVIDER = "Microsoft.Automation"
@@ -1240,9 +1240,12 @@ class FakeAutomation:
         if not acct.identity_type:
             return FakeResponse(400, {"statusCode": 400, "message": "No managed identity is enabled for this Automation account."})
         resource = req.query.get("resource", "")
-        if not resource.rstrip("/").startswith("https://management.azure.com"):
-            return FakeResponse(400, {"statusCode": 400, "message": f"The fake issues only ARM tokens, not for '{resource}'."})
-        token, expires = self.server.authority.issue(3600)
+        audience = audience_of((resource,))
+        if audience is None:
+            return FakeResponse(400, {"statusCode": 400, "message": f"The fake issues only ARM and Key Vault tokens, not for '{resource}'."})
+        # Key Vault tokens (resource https://vault.azure.net) carry the identity, so the fake vault can
+        # allow only the account's identity to read its secrets (fake_azure/keyvault.py).
+        token, expires = self.server.authority.issue(3600, audience=audience, principal=acct.principal_id)
         return FakeResponse(
             200,
             {"access_token": token, "expires_on": str(int(expires)), "resource": resource, "token_type": "Bearer", "client_id": acct.principal_id},

@@ -164,6 +164,7 @@ class FakeCredential:
         self.lifetime = lifetime
         self.reported_lifetime = lifetime if reported_lifetime is None else reported_lifetime
         self.requests = 0
+        self.principal = "admin"  # who the tokens are for (fake_azure/keyvault.py checks it)
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         info = self.get_token_info(*scopes)
@@ -171,25 +172,48 @@ class FakeCredential:
 
     def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
         self.requests += 1
-        if scopes and not all(s.startswith("https://management.azure.com") for s in scopes):
-            raise ValueError(f"the fake issues only ARM tokens, not {scopes}")
-        token, expires = self._authority.issue(self.lifetime)
+        audience = audience_of(scopes)
+        if audience is None:
+            raise ValueError(f"the fake issues only ARM and Key Vault tokens, not {scopes}")
+        token, expires = self._authority.issue(self.lifetime, audience=audience, principal=self.principal)
         return AccessTokenInfo(token, int(expires - self.lifetime + self.reported_lifetime))
 
 
+def audience_of(scopes: Tuple[str, ...]) -> Optional[str]:
+    """"arm" or "vault" for a token request's scopes (or resource), None for any other audience."""
+    if not scopes or all(s.startswith("https://management.azure.com") for s in scopes):
+        return "arm"
+    if all(s.startswith("https://vault.azure.net") for s in scopes):
+        return "vault"
+    return None
+
+
 class TokenAuthority:
-    """Remembers the tokens it issued and when each expires (wall clock, like a JWT's ``exp``)."""
+    """Remembers the tokens it issued, when each expires (wall clock, like a JWT's ``exp``), its
+    audience ("arm" or "vault") and whom it was issued to (``principal``)."""
 
     def __init__(self) -> None:
         self._tokens: Dict[str, float] = {}
+        self._holders: Dict[str, Tuple[str, Optional[str]]] = {}
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
-    def issue(self, lifetime: float) -> Tuple[str, float]:
+    def issue(self, lifetime: float, *, audience: str = "arm", principal: Optional[str] = None) -> Tuple[str, float]:
         with self._lock:
-            token = f"fake-arm-token-{next(self._counter)}"
+            token = f"fake-{audience}-token-{next(self._counter)}"
             self._tokens[token] = time.time() + lifetime
+            self._holders[token] = (audience, principal)
             return token, self._tokens[token]
+
+    def holder(self, authorization: Optional[str]) -> Optional[Tuple[str, Optional[str]]]:
+        """(audience, principal) of a valid bearer token, None if it is missing, unknown or expired."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        token = authorization.split(" ", 1)[1].strip()
+        with self._lock:
+            if self._tokens.get(token, 0) <= time.time():
+                return None
+            return self._holders.get(token)
 
     def expire_all(self) -> None:
         """Expire every token issued so far, now (clients still believe theirs are valid)."""
@@ -206,6 +230,8 @@ class TokenAuthority:
             expires = self._tokens.get(token)
         if expires is None:
             return arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        if self._holders.get(token, ("arm", None))[0] != "arm":
+            return arm_error(401, "InvalidAuthenticationTokenAudience", "The access token has been obtained for wrong audience or resource.")
         if time.time() >= expires:
             # ARM's 401 carries a Bearer challenge (no claims: azure-core does not resend on it).
             challenge = (

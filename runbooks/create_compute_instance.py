@@ -14,6 +14,7 @@ Parameters (any order; several may share one portal box):
                                  from its responder, never from card inputs)
   --dry-run                      check everything, create nothing
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 decided (created, already exists, needs approval, rejected: see the summary),
 1 Azure refused or did not finish the creation, 2 bad parameters or settings.
 """
@@ -33,6 +34,7 @@ except ImportError:  # run from a checkout: python runbooks/create_compute_insta
 
 from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
+from shared.automation.selfcheck import requested, self_check
 from shared.automation.webhook import add_request_arguments, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
@@ -67,11 +69,13 @@ def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:
     """Handle one creation request; returns the process exit code. A request from Teams is answered in Teams."""
+    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
+        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     try:
         # A webhook's WebhookData arrives as a positional JSON value: set it apart before argparse.
         loose, rest = split_argv(flatten_argv(list(sys.argv[1:] if argv is None else argv)))
-        args, settings = parse_and_load(build_parser(), rest)
+        args, settings = parse_and_load(build_parser(), rest, credential=credential)
         section = settings.section("create", CreateSection)
     except (UsageError, SettingsError, ValueError) as exc:
         return usage_failure(str(exc), RUNBOOK)

@@ -12,6 +12,7 @@ Parameters (any order; several may share one portal box):
   --webhook-data JSON | --request JSON   the webhook object / the body as JSON (local command line
                                  only: Automation splits parameter values on whitespace)
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 recorded, cancelled, already recorded or waiting for approval; 1 rejected or failed;
 2 unusable parameters. The summary's ``needs_approval`` and ``cost`` say whether the request waits for
 an approver (its estimated cost is not below ``exemption.auto_approve_below``) and what it costs.
@@ -32,6 +33,7 @@ except ImportError:  # run from a checkout: python runbooks/handle_exemption_req
 
 from shared.automation.args import RunbookArgumentParser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
+from shared.automation.selfcheck import requested, self_check
 from shared.automation.webhook import WebhookInputError, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
@@ -66,11 +68,13 @@ def main(
 
     ``session`` posts the answer card; ``price_session`` (a ``requests.Session``) looks up prices.
     """
+    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
+        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
         loose, rest = split_argv(raw)
-        args, settings = parse_and_load(build_parser(), rest)
+        args, settings = parse_and_load(build_parser(), rest, credential=credential)
         # Without a scope the runbook would write tags in any subscription its identity can reach.
         settings.require_scope()
         section = load_section(settings)

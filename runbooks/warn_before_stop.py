@@ -11,6 +11,7 @@ Parameters (any order; several may share one portal box):
   --subscription ID (repeatable)  --resource-group RG  --workspace PATTERN   narrow the scope
   --dry-run                      print the cards instead of posting them
   --summary-file PATH            also write the JSON summary to a file
+  --self-check                   read-only proof that the runbook can run here (publish.py starts it)
 Exit code: 0 every warning delivered (or nothing to warn about), 1 a card could not be posted or a
 scope could not be read, 2 bad parameters or settings.
 """
@@ -30,6 +31,7 @@ except ImportError:  # run from a checkout: python runbooks/warn_before_stop.py
 
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
+from shared.automation.selfcheck import requested, self_check
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
@@ -44,10 +46,12 @@ def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:
     """Run the warning; returns the process exit code."""
+    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
+        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     parser = common_parser(RUNBOOK, "Warn owners of the compute instances the nightly stop will stop.")
     try:
-        args, settings = parse_and_load(parser, argv)
+        args, settings = parse_and_load(parser, argv, credential=credential)
         settings.require_scope()
         sections = Sections.load(settings)
         if not sections.workflow_url and not args.dry_run:

@@ -6,6 +6,7 @@
     python -m sandbox evening                the pre-stop warning, an exemption from its card, then the sweep
     python -m sandbox teams [--route job|webhook] [--create]
                                              the same story through the Teams Logic App template (issue 14)
+    python -m sandbox publish                publish.py against a fake Automation account: deploy, re-run, settings change
 
 Everything the runbook does goes through azure-ai-ml and azure-core to the fake control plane at
 the HTTP layer; nothing reaches the network. The sandbox then checks the report against what the
@@ -105,7 +106,11 @@ def _check(expected, output: str, dry_run: bool, teams) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "command", nargs="?", default="sweep", choices=["sweep", "create", "start", "evening", "teams", "cards"], help="what to run (default: sweep)"
+        "command",
+        nargs="?",
+        default="sweep",
+        choices=["sweep", "create", "start", "evening", "teams", "cards", "publish"],
+        help="what to run (default: sweep)",
     )
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
@@ -122,6 +127,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from sandbox.evening import run_evening
 
         return run_evening(rest)
+    if args.command == "publish":
+        from sandbox.publish_demo import run_publish
+
+        return run_publish(rest)
     from sandbox import more_demos
 
     return more_demos.run_create(rest) if args.command == "create" else more_demos.run_start(rest)

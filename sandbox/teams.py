@@ -35,8 +35,11 @@ from azure.mgmt.automation import AutomationClient
 from azure.mgmt.automation import models as m
 
 from deployment import logicapp
+from deployment.desired import split_secrets
+from deployment.secrets import KeyVaultSecrets
 from fake_azure import FakeArmServer
 from fake_azure.automation import FakeAutomation, FakeJob
+from fake_azure.keyvault import FakeKeyVault
 from fake_azure.logic_apps import FakeLogicApps, TeamsPost, press
 from fake_azure.ml import FakeMachineLearning
 from fake_azure.platform import PESSIMISTIC, Platform
@@ -51,6 +54,7 @@ from shared.teams.cards import render_card
 
 ROOT = Path(__file__).resolve().parents[1]
 SUB, RG, ACCT = SUB_RESEARCH, "rg-automation", "aa-ci-governance"
+PRINCIPAL = "aaaaaaaa-0000-4000-8000-0000000000ab"  # the Automation account's managed identity
 GROUP, CHANNEL = "0f0f0f0f-1111-4222-8333-444444444444", "19:ci-governance@thread.tacv2"
 RUNBOOKS = ("warn_before_stop", "handle_exemption_request", "stop_compute_instances", "create_compute_instance")
 # The platform reading the story runs on: jobs executed, the pessimistic webhook envelope (escaped body).
@@ -76,8 +80,14 @@ class Story:
     client: AutomationClient
     settings: dict
     out: Callable[[str], None]
+    vault: Optional[FakeKeyVault] = None
     problems: List[str] = field(default_factory=list)
     jobs_seen: int = 0
+
+    @property
+    def job_settings_arg(self) -> str:
+        """``--settings-b64`` as publish.py gives every job: the settings without their secrets (Key Vault)."""
+        return f"--settings-b64 {encode_settings(split_secrets(self.settings)[0])}"
 
     def job(self, runbook: str, args: str) -> FakeJob:
         name = f"job-{runbook}-{len(self.automation.account(SUB, RG, ACCT).jobs)}"
@@ -110,10 +120,13 @@ def setup(route: str, out: Callable[[str], None]) -> Story:
     FakeRetailPrices(server)
     seed_fleet(ml, now)
     automation = FakeAutomation(server, platform=STORY_PLATFORM)
-    automation.add_account(SUB, RG, ACCT)
+    automation.add_account(SUB, RG, ACCT, principal_id=PRINCIPAL)
+    # The runbooks' secret settings (the trigger URL) live in Key Vault, as publish.py keeps them (issue 11):
+    # Key Vault Secrets User for the account's identity, Secrets Officer for the publisher ("admin").
+    vault = FakeKeyVault(server, "kv-governance", readers={PRINCIPAL, "admin"}, writers={"admin"})
     apps = FakeLogicApps(server)
     client = AutomationClient(server.credential(), SUB, polling_interval=0)
-    return Story(route, server, ml, automation, apps, client, {}, out)
+    return Story(route, server, ml, automation, apps, client, {}, out, vault)
 
 
 def deploy(story: Story, settings_extra: Optional[dict] = None) -> None:
@@ -140,14 +153,27 @@ def deploy(story: Story, settings_extra: Optional[dict] = None) -> None:
         "timeout_seconds": 30,
     }
     settings.update(settings_extra or {})
+    assert story.vault is not None
+    settings["secrets"] = {"key_vault": story.vault.url}
     opts = logicapp.Options(SUB, RG, ACCT, "westeurope", GROUP, CHANNEL, "", "", story.route, logicapp.DEFAULT_NAME)
     arm = logicapp.Arm(client)
     app = logicapp.TeamsApp(
-        opts, arm, client, settings, encode_settings, logicapp.observe(arm, client, opts), lambda: datetime.now(timezone.utc), lambda s: None
+        opts,
+        arm,
+        client,
+        settings,
+        lambda doc: encode_settings(split_secrets(doc)[0]),
+        logicapp.observe(arm, client, opts),
+        lambda: datetime.now(timezone.utc),
+        lambda s: None,
     )
     app.bootstrap(lambda line: out("   " + line))
     app.apply(lambda line: out("   " + line))
     story.settings = app.settings
+    store = KeyVaultSecrets(story.vault.url, story.server.credential())
+    for secret in split_secrets(story.settings)[1]:
+        store.set(secret.name, secret.value)
+    out(f"   secrets kept in Key Vault {story.vault.name}: {', '.join(s.setting for s in split_secrets(story.settings)[1])}")
     out(f"   trigger URL in the settings: {story.settings['teams']['workflow_url'].split('?')[0]}?...&sig=***")
     story.apps.authorize()
     out("   the admin authorized the Teams connection (the one manual step)")
@@ -175,7 +201,7 @@ def run_exemption(story: Story) -> None:
         return None  # the other owners do not answer; confirmation cards wait for a Cancel nobody presses
 
     story.apps.teams.responder = responder
-    settings_arg = f"--settings-b64 {encode_settings(story.settings)}"
+    settings_arg = story.job_settings_arg
     story.new_jobs()
     runs = len(story.apps.runs)
     out("2. 18:30 - the warning runbook runs as an Automation job and posts one card per owner to the Logic App")

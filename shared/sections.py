@@ -374,6 +374,37 @@ def _zone(key: str, name: str) -> None:
         raise ValueError(f"{key}: {exc}") from None
 
 
+# Settings that are secrets: publish.py stores them in Key Vault and leaves them out of job inputs;
+# the runbooks read them back with their managed identity (shared/automation/secrets.py).
+# Setting path -> Key Vault secret name (names: 1-127 of 0-9, a-z, A-Z, "-").
+SECRET_SETTINGS: Dict[str, str] = {
+    "teams.workflow_url": "ci-governance-teams-workflow-url",
+    "teams.shared_secret": "ci-governance-teams-shared-secret",
+    "warning.workflow_url": "ci-governance-warning-workflow-url",
+}
+
+
+@dataclass(frozen=True)
+class SecretsSection:
+    """Settings section ``secrets``: where the secret settings live when they are not in the document.
+
+    ``key_vault``: the vault URI (``https://<name>.vault.azure.net``); ``stored``: which of
+    :data:`SECRET_SETTINGS` the runbooks read from it (publish.py fills this in; a value present in
+    the document itself wins, so a full settings file still works on an admin's machine)."""
+
+    key_vault: Optional[str] = None
+    stored: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.key_vault is not None and not re.match(r"^https://[A-Za-z0-9.-]+/?$", self.key_vault):
+            raise ValueError(f"key_vault must be a vault URI such as https://kv-governance.vault.azure.net, not {self.key_vault!r}")
+        unknown = [s for s in self.stored if s not in SECRET_SETTINGS]
+        if unknown:
+            raise ValueError(f"stored: unknown secret setting(s) {', '.join(unknown)}; known: {', '.join(SECRET_SETTINGS)}")
+        if self.stored and not self.key_vault:
+            raise ValueError("stored names secrets but key_vault is not set")
+
+
 # -- the registry ------------------------------------------------------------------------------
 
 SECTIONS: Dict[str, type] = {
@@ -383,6 +414,7 @@ SECTIONS: Dict[str, type] = {
     "create": CreateSection,
     "warning": WarningSection,
     "pricing": PricingSection,
+    "secrets": SecretsSection,
 }
 
 
@@ -396,6 +428,7 @@ class Sections:
     create: CreateSection
     warning: WarningSection
     pricing: PricingSection
+    secrets: SecretsSection
 
 
 def read_sections(settings: Settings) -> Sections:

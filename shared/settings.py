@@ -33,7 +33,7 @@ from shared.tags import TagNames, validate_tag_name
 T = TypeVar("T")
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ENV_VAR = "CI_GOVERNANCE_SETTINGS"
-KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing")
+KNOWN_SECTIONS = ("scope", "identity", "tags", "teams", "stop", "exemption", "create", "start", "warning", "pricing", "secrets")
 
 
 @dataclass(frozen=True)

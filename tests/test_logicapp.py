@@ -210,6 +210,9 @@ def harness(tmp_path, arm, monkeypatch):
     automation.add_account(SUB, RG, ACCT, principal_id=PRINCIPAL)
     h = Harness(tmp_path, arm, automation)
     h.apps = FakeLogicApps(arm)
+    # The trigger URL is a secret setting (teams.workflow_url): publish keeps it in Key Vault (issue 11).
+    h.settings["secrets"] = {"key_vault": h.vault.url}
+    h.write_settings()
     return h
 
 
@@ -226,10 +229,12 @@ def test_first_publish_deploys_the_logic_app_and_wires_its_trigger_url(harness):
     assert code == 0, err
     wf = harness.apps.workflow(SUB, RG, logicapp.DEFAULT_NAME)
     url = harness.apps.callback_url(wf)
-    # The trigger URL is in the settings of every job schedule and webhook publish made.
+    # The trigger URL is in the runbooks' settings, kept in Key Vault; no job schedule or webhook carries it.
     acct = harness.account
+    assert harness.vault.value("ci-governance-teams-workflow-url") == url
     for params in [js.parameters for js in acct.job_schedules.values()] + [w.parameters for w in acct.webhooks.values()]:
-        assert _settings_of(params)["teams"]["workflow_url"] == url
+        job_settings = _settings_of(params)
+        assert "workflow_url" not in job_settings.get("teams", {}) and "teams.workflow_url" in job_settings["secrets"]["stored"]
     # The Logic App's own webhooks exist; their URLs went only into the workflow's secure parameters.
     ours = {w.name: w for w in acct.webhooks.values() if w.name.startswith(logicapp.DEFAULT_NAME + "-")}
     assert set(ours) == {"ci-governance-teams-handle_exemption_request", "ci-governance-teams-create_compute_instance"}
@@ -266,7 +271,9 @@ def test_job_route_prints_the_role_and_passes_the_settings(harness):
     import base64
 
     settings = json.loads(base64.b64decode(wf.parameters["runbookSettingsB64"]["value"]))
-    assert settings["teams"]["workflow_url"] == harness.apps.callback_url(wf)
+    # The job route's settings are what every job gets: the URL itself stays in Key Vault.
+    assert "workflow_url" not in settings.get("teams", {}) and "teams.workflow_url" in settings["secrets"]["stored"]
+    assert harness.vault.value("ci-governance-teams-workflow-url") == harness.apps.callback_url(wf)
     assert not [w for w in harness.account.webhooks.values() if w.name.startswith(logicapp.DEFAULT_NAME + "-")]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -20,9 +21,12 @@ from azure.mgmt.automation import AutomationClient
 from deployment.cli import Dependencies, main
 from deployment.desired import minutes_before, next_start
 from deployment.model import CONTENT_TAG, AccountInfo, PackageSpec, PublishError
-from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, incompatible_reason, parse_pip_report
+from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, check_public, incompatible_reason, parse_pip_report
 from deployment.roles import role_guidance, scopes_from_settings
+from deployment.secrets import KeyVaultSecrets
 from fake_azure.automation import FakeAutomation
+from fake_azure.keyvault import FakeKeyVault
+from fake_azure.platform import PESSIMISTIC
 
 SUB, RG, ACCT = "33333333-3333-4333-8333-333333333333", "rg-automation", "aa-governance"
 ML_SUB1, ML_SUB2 = "5b1e7c3a-0d2f-4e6a-9b8c-1f2e3d4c5b6a", "6c2f8d4b-1e3a-4f7b-8c9d-2a3b4c5d6e7f"
@@ -44,6 +48,26 @@ THIRD_PARTY = [
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
 
 
+def stub_runbook(name: str, body: str = "") -> str:
+    """A runbook that answers --self-check as the real ones do (one PASSED line), else runs ``body``."""
+    return f"import sys\nif '--self-check' in sys.argv:\n    print('SELF-CHECK PASSED {name}: stub')\n    sys.exit(0)\nprint('{name}', sys.argv[1:])\n{body}"
+
+
+class VirtualClock:
+    """Monotonic seconds that only an injected sleep advances: pacing and progress without waiting."""
+
+    def __init__(self):
+        self.t = 1000.0
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.slept += seconds
+
+
 class Harness:
     """A project directory, a settings file and an Automation account, with publish.py run against them."""
 
@@ -57,12 +81,16 @@ class Harness:
         (self.project / "shared" / "util.py").write_text("VALUE = 1\n")
         (self.project / "runbooks" / "__init__.py").write_text("")
         for name in RUNBOOKS:
-            self.write_runbook(name, f"import sys\nprint('{name}', sys.argv[1:])\n")
+            self.write_runbook(name, stub_runbook(name))
         self.settings_path = tmp_path / "settings.json"
         self.settings = {"scope": {"subscriptions": [ML_SUB1, ML_SUB2], "resource_groups": []}, "stop": {"concurrency": 8}}
         self.write_settings()
         self.uploads: list = []
         self.packages = list(THIRD_PARTY)
+        # The account's own virtual clock when it has one (its import limit then runs on the same time).
+        owner = getattr(automation.rate_clock, "__self__", None)
+        self.clock = owner if isinstance(owner, VirtualClock) else VirtualClock()
+        self.vault = FakeKeyVault(arm, "kv-governance", readers={PRINCIPAL, "admin"})
 
     def write_runbook(self, name: str, content: str) -> None:
         (self.project / "runbooks" / f"{name}.py").write_text(content)
@@ -81,8 +109,11 @@ class Harness:
             client_factory=lambda sub: AutomationClient(self.arm.credential(), sub, polling_interval=0),
             resolver=lambda requirements: list(self.packages),
             uploader_factory=lambda sas_url: SasContainerUploader(sas_url, session=self),  # type: ignore[arg-type]
-            sleep=lambda seconds: None,
+            sleep=self.clock.sleep,
+            clock=self.clock.now,
             package_poll_seconds=0,
+            job_poll_seconds=0,
+            secret_store_factory=lambda url: KeyVaultSecrets(url, self.arm.credential()),
         )
 
     def run(self, *extra: str, account: str = ACCT, sas: bool = True):
@@ -90,7 +121,13 @@ class Harness:
         argv = ["--subscription", SUB, "--resource-group", RG, "--automation-account", account, "--settings", str(self.settings_path)]
         argv += ["--project-dir", str(self.project), "--time-zone", "Europe/Amsterdam", *(["--wheel-container-sas", SAS] if sas else []), *extra]
         before = len(self.arm.calls)
-        code = main(argv, self.deps(), out=out.append, err=err.append)
+        self.stamps = []  # (virtual time, line) of everything printed
+
+        def show(line: str) -> None:
+            self.stamps.append((self.clock.now(), line))
+            out.append(line)
+
+        code = main(argv, self.deps(), out=show, err=err.append)
         calls = self.arm.calls[before:]
         return code, "\n".join(out), "\n".join(err), [c for c in calls if c.method in WRITES]
 
@@ -102,15 +139,17 @@ class Harness:
 @pytest.fixture
 def harness(tmp_path, arm, monkeypatch):
     monkeypatch.delenv("CI_GOVERNANCE_WHEEL_CONTAINER_SAS", raising=False)
-    # publish paces imports: issue 11 (with the fake's import limit on, publish's back-to-back imports
-    # draw 429s that azure-core retries after Retry-After: the tests pass but sleep ~25 s).
-    automation = FakeAutomation(arm, import_rate_limited=False)
+    # The documented platform (jobs run, packages validated at job time, imports limited), on a virtual clock.
+    clock = VirtualClock()
+    automation = FakeAutomation(arm, platform=PESSIMISTIC, import_rate_limited=True, rate_clock=clock.now)
     automation.add_account(SUB, RG, ACCT, principal_id=PRINCIPAL)
     return Harness(tmp_path, arm, automation)
 
 
-def paths(writes):
-    return sorted(f"{c.method} {c.path.split(ACCT, 1)[-1]}" for c in writes)
+def paths(writes, checks: bool = False):
+    """The writes as "METHOD /path" (without the self-check jobs and their temporary runbooks unless ``checks``)."""
+    out = sorted(f"{c.method} {c.path.split(ACCT, 1)[-1]}" for c in writes)
+    return out if checks else [p for p in out if "/jobs/" not in p and "/runbooks/ci-governance-check-" not in p]
 
 
 def test_first_publish_creates_everything(harness):
@@ -170,7 +209,7 @@ def test_second_publish_changes_nothing(harness):
 
 def test_changed_runbook_is_republished_alone(harness):
     harness.run()
-    harness.write_runbook("start_compute_instances", "print('v2')\n")
+    harness.write_runbook("start_compute_instances", stub_runbook("start_compute_instances", "print('v2')\n"))
     code, out, err, writes = harness.run()
     assert code == 0, err
     assert paths(writes) == [
@@ -180,7 +219,16 @@ def test_changed_runbook_is_republished_alone(harness):
         "PUT /runbooks/start_compute_instances/draft/content",
     ]
     acct = harness.account
-    assert acct.runbooks["start_compute_instances"].published == "print('v2')\n"
+    assert acct.runbooks["start_compute_instances"].published.endswith("print('v2')\n")
+    # Proved first: a temporary copy of the changed runbook (deleted again) and the others in place, one job each.
+    assert [p for p in paths(writes, checks=True) if "check-" in p] == [
+        "DELETE /runbooks/ci-governance-check-start_compute_instances",
+        "POST /runbooks/ci-governance-check-start_compute_instances/publish",
+        "PUT /runbooks/ci-governance-check-start_compute_instances",
+        "PUT /runbooks/ci-governance-check-start_compute_instances/draft/content",
+    ]
+    assert sorted(j.runbook for j in list(acct.jobs.values())[-5:]) == sorted(["ci-governance-check-start_compute_instances", *RUNBOOKS[:1], *RUNBOOKS[2:]])
+    assert "self-check start_compute_instances: passed: stub" in out
     assert {n: rb.publish_count for n, rb in acct.runbooks.items()} == {n: 2 if n == "start_compute_instances" else 1 for n in RUNBOOKS}
     assert "upload and publish runbook start_compute_instances (content changed)" in out
 
@@ -207,7 +255,8 @@ def test_settings_change_recreates_job_schedules_and_patches_webhooks(harness):
     harness.write_settings()
     code, out, err, writes = harness.run()
     assert code == 0, err
-    assert sorted(c.method + " " + c.path.split("/")[-2] for c in writes) == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
+    changed = sorted(c.method + " " + c.path.split("/")[-2] for c in writes if "/jobs/" not in c.path)
+    assert changed == ["DELETE jobSchedules"] * 3 + ["PATCH webhooks"] * 2 + ["PUT jobSchedules"] * 3
     acct = harness.account
     assert all(json.loads(base64.b64decode(shlex.split(js.parameters["args"])[1]))["stop"]["concurrency"] == 4 for js in acct.job_schedules.values())
     assert {n: w.uri for n, w in acct.webhooks.items()} == hooks_before  # same URLs, new parameters
@@ -249,29 +298,47 @@ def test_warn_minutes_default_comes_from_settings(harness):
     assert warn.start_time.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%H:%M") == "18:45"
 
 
-def test_webhooks_are_created_once_and_rotated_only_on_request(harness):
+def test_webhooks_are_created_once_and_rotated_without_a_gap(harness):
     harness.run()
     first = {n: w.uri for n, w in harness.account.webhooks.items()}
     code, out, err, writes = harness.run()
     assert writes == [] and harness.arm.count("POST", "/webhooks/generateUri") == 2
     code, out, err, writes = harness.run("--rotate-webhooks")
     assert code == 0, err
-    assert paths(writes) == sorted(
-        f"{verb} {path}" for name in first for verb, path in (("DELETE", f"/webhooks/{name}"), ("PUT", f"/webhooks/{name}"), ("POST", "/webhooks/generateUri"))
-    )
     rotated = {n: w.uri for n, w in harness.account.webhooks.items()}
-    assert set(rotated) == set(first) and not set(rotated.values()) & set(first.values())
+    assert len(rotated) == 2 and not set(rotated) & set(first) and not set(rotated.values()) & set(first.values())
+    assert all(name.startswith(old + "-") for name, old in zip(sorted(rotated), sorted(first), strict=True))
+    # Every new webhook exists (and its URL is printed) before any old one is deleted: callers never meet a gap.
+    order = [f"{c.method} {c.path.rsplit('/', 1)[-1]}" for c in writes if "/webhooks/" in c.path and c.method in ("PUT", "DELETE")]
+    assert order == [f"PUT {n}" for n in sorted(rotated)] + [f"DELETE {n}" for n in sorted(first)]
     assert all(uri in out for uri in rotated.values()) and not any(uri in out for uri in first.values())
+    assert out.index(next(iter(rotated.values()))) < out.index(f"delete webhook {sorted(first)[0]}", out.index("Applying:"))
+    # The next rotation can take the base names again.
+    assert harness.run("--rotate-webhooks")[0] == 0 and set(harness.account.webhooks) == set(first)
 
 
-def test_expired_webhook_is_recreated(harness):
+def test_new_webhook_urls_can_go_to_an_owner_only_file(harness, tmp_path):
+    url_file = tmp_path / "webhooks.txt"
+    url_file.write_text("stale\n")
+    url_file.chmod(0o644)
+    code, out, err, _ = harness.run("--webhook-url-file", str(url_file))
+    assert code == 0, err
+    uris = harness.automation.issued_webhook_uris
+    assert oct(url_file.stat().st_mode & 0o777) == "0o600"
+    text = url_file.read_text()
+    assert "stale" not in text and all(uri in text for uri in uris)
+    assert not any(uri in out + err for uri in uris) and out.count("(mode 0600)") == 2
+
+
+def test_expired_webhook_is_replaced(harness):
     harness.run()
     hook = harness.account.webhooks["ci-governance-create_compute_instance"]
     hook.expiry_time = datetime.now(timezone.utc) - timedelta(days=1)
     old = hook.uri
     code, out, err, writes = harness.run()
     assert code == 0 and "an expired webhook cannot be re-enabled" in out
-    assert harness.account.webhooks["ci-governance-create_compute_instance"].uri != old
+    (replacement,) = [w for n, w in harness.account.webhooks.items() if n.startswith("ci-governance-create_compute_instance")]
+    assert replacement.uri != old and replacement.uri in out
     assert harness.account.webhooks["ci-governance-handle_exemption_request"].uri in harness.automation.issued_webhook_uris[:2]
 
 
@@ -325,7 +392,7 @@ def test_failed_package_import_leaves_runbooks_on_the_old_environment(harness):
     assert {rb.runtime_environment for rb in harness.account.runbooks.values()} == {old_env}
     harness.automation.failing_packages.clear()
     code, out, err, writes = harness.run()
-    assert code == 0 and "retry: previous import failed" in out
+    assert code == 0 and "retry: jinja2 (previous import failed: The content link could not be downloaded.)" in out
     assert {rb.runtime_environment for rb in harness.account.runbooks.values()} != {old_env}
 
 
@@ -359,20 +426,47 @@ def test_built_wheel_is_reproducible_versioned_by_content_and_installable(tmp_pa
     assert (target / f"ci_governance-{changed.version}.dist-info" / "RECORD").is_file()
 
 
-def test_pip_report_of_a_real_resolution_is_parsed(tmp_path, harness):
+def test_pip_report_of_a_real_resolution_is_parsed_and_a_local_link_refused(tmp_path, harness):
     wheel = build_shared_wheel(harness.project)
     index = tmp_path / "index"
     index.mkdir()
     (index / wheel.filename).write_bytes(wheel.data)
     (tmp_path / "req.txt").write_text("ci-governance\n")
-    resolver = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)])
-    (spec,) = resolver(tmp_path / "req.txt")
+    public = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)], public_prefix="file://", size_lookup=lambda specs: specs)
+    (spec,) = public(tmp_path / "req.txt")
     assert (spec.name, spec.version, spec.filename, spec.sha256) == ("ci-governance", wheel.version, wheel.filename, wheel.sha256)
-    assert spec.url.startswith("file://")
+    # With the default (public PyPI files only), such a file:// content link, which Azure cannot download, is refused at plan time.
+    with pytest.raises(PublishError, match=r"(?s)not on https://files.pythonhosted.org/.*ci-governance .*: file://.*Nothing was changed"):
+        check_public([spec])
     with pytest.raises(PublishError, match="pip could not resolve"):
-        resolver_missing = PipReportResolver(extra_args=["--no-index", "--find-links", str(index)])
         (tmp_path / "bad.txt").write_text("no-such-package-xyz\n")
-        resolver_missing(tmp_path / "bad.txt")
+        public(tmp_path / "bad.txt")
+
+
+def test_resolution_ignores_the_admins_pip_configuration(tmp_path, monkeypatch, harness):
+    """This machine's pip configuration (pip config list) adds local find-links and extra indexes: the
+    resolver must not see them, nor any PIP_* variable, and must ask public PyPI."""
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///opt/pypi/simple")
+    seen = {}
+
+    def runner(cmd, **kwargs):
+        seen.update(cmd=cmd, env=kwargs["env"])
+        return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps({"version": "1", "install": []}), stderr="")
+
+    assert PipReportResolver(runner=runner, size_lookup=lambda specs: specs)(tmp_path / "req.txt") == []
+    assert "--isolated" in seen["cmd"] and seen["cmd"][seen["cmd"].index("--index-url") + 1] == "https://pypi.org/simple"
+    assert seen["env"]["PIP_CONFIG_FILE"] == os.devnull and not [k for k in seen["env"] if k.startswith("PIP_") and k != "PIP_CONFIG_FILE"]
+    # And for real: a wheel reachable only through the admin's pip configuration is not found.
+    wheel = build_shared_wheel(harness.project)
+    mirror, empty = tmp_path / "mirror", tmp_path / "empty"
+    mirror.mkdir()
+    empty.mkdir()
+    (mirror / wheel.filename).write_bytes(wheel.data)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(mirror))
+    (tmp_path / "req.txt").write_text("ci-governance\n")
+    with pytest.raises(PublishError, match="pip could not resolve"):
+        PipReportResolver(index_url=empty.as_uri(), size_lookup=lambda specs: specs)(tmp_path / "req.txt")
 
 
 def test_pip_report_with_unusable_wheels_is_refused():
@@ -439,3 +533,217 @@ def test_settings_the_runbooks_would_refuse_are_refused_before_anything_is_read(
     code, out, err, writes = harness.run()
     assert code == 2 and writes == [] and harness.arm.count() == 0
     assert "stop: unknown setting(s) confirm_timout_seconds" in err
+
+
+# -- proof after deploy -------------------------------------------------------------------------------------
+def test_a_missing_wheel_fails_the_self_check_and_leaves_the_working_environment_in_use(harness):
+    """Python 3.10 packages are validated only when a job runs: the import succeeds, the job fails."""
+    harness.automation.require("*", ["azure-core"])
+    assert harness.run()[0] == 0
+    acct = harness.account
+    old_env = next(iter(acct.environments.values())).name
+    links_before = {jid: (js.runbook, dict(js.parameters)) for jid, js in acct.job_schedules.items()}
+    # The runbooks now need jinja2, and the new environment (a shared change) lacks it.
+    harness.automation.require("*", ["jinja2"])
+    (harness.project / "shared" / "util.py").write_text("VALUE = 2\n")
+    harness.settings["stop"]["concurrency"] = 4
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 1
+    for name in RUNBOOKS:
+        assert f"self-check {name}: FAILED: job Failed: ModuleNotFoundError: No module named 'jinja2'" in out
+    assert "No runbook was switched or relinked" in err
+    assert {rb.name: rb.runtime_environment for rb in acct.runbooks.values()} == {name: old_env for name in RUNBOOKS}
+    assert {jid: (js.runbook, dict(js.parameters)) for jid, js in acct.job_schedules.items()} == links_before
+    assert not [n for n in acct.runbooks if n.startswith("ci-governance-check-")]  # the temporary copies are gone
+    # With the wheel added the same command passes, switches, and removes the old environment.
+    harness.packages.append(
+        PackageSpec("jinja2", "3.1.6", "jinja2-3.1.6-py3-none-any.whl", "c" * 64, "https://files.pythonhosted.org/packages/cc/jinja2-3.1.6-py3-none-any.whl")
+    )
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert out.count(": passed: stub") == len(RUNBOOKS) and "proven by a self-check job per runbook" in out
+    (env,) = acct.environments.values()
+    assert env.name != old_env and {rb.runtime_environment for rb in acct.runbooks.values()} == {env.name}
+
+
+def test_a_wheel_for_the_wrong_platform_fails_at_publish_time(harness):
+    harness.automation.require("*", ["numpy"])
+    harness.packages.append(
+        PackageSpec("numpy", "2.0.0", "numpy-2.0.0-cp312-cp312-win_amd64.whl", "d" * 64, "https://files.pythonhosted.org/packages/x/numpy-2.0.0-cp312-cp312-win_amd64.whl")
+    )
+    code, out, err, writes = harness.run()
+    assert code == 1 and "No module named 'numpy'" in out
+    assert not harness.account.runbooks and not harness.account.job_schedules and not harness.account.webhooks
+
+
+SECRET_URL = "https://prod-42.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=1&sp=%2Ftriggers&sv=1.0&sig=TOPSECRETSIG"
+SHARED_SECRET = "correct-horse-battery-staple-0123456789"
+
+
+def test_real_runbooks_prove_themselves_and_secrets_stay_out_of_job_inputs(harness, arm):
+    """The repository's runbooks, deployed and self-checked: each job imports everything, reads its
+    secrets from Key Vault and an ARM token with the account's identity, and lists the scope."""
+    from fake_azure.ml import FakeMachineLearning
+    from tests.conftest import ROOT
+
+    ml = FakeMachineLearning(arm)
+    ml.add_workspace(ML_SUB1, "rg-ml", "mlw-one")
+    harness.settings.update(
+        teams={"workflow_url": SECRET_URL, "shared_secret": SHARED_SECRET},
+        warning={"workflow_url": SECRET_URL + "&warning=1"},
+        exemption={"require_shared_secret": "X-CI-Governance-Secret"},
+        secrets={"key_vault": harness.vault.url},
+    )
+    harness.write_settings()
+    code, out, err, writes = harness.run("--runbooks-dir", str(Path(ROOT) / "runbooks"))
+    assert code == 0, out[-3000:] + err
+    for name in RUNBOOKS:
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"  self-check {name}: "))
+        assert "passed" in line and "3 secret(s) from Key Vault" in line and f"1 workspace(s) readable in {ML_SUB1}" in line, line
+    # The secrets are in Key Vault, read there only by the account's managed identity ...
+    assert harness.vault.value("ci-governance-teams-workflow-url") == SECRET_URL
+    assert harness.vault.value("ci-governance-teams-shared-secret") == SHARED_SECRET
+    assert {who for _, who in harness.vault.reads} == {PRINCIPAL}
+    # ... and in no schedule, webhook or job parameter, nor in publish.py's output.
+    acct = harness.account
+    inputs = [*(js.parameters for js in acct.job_schedules.values()), *(w.parameters or {} for w in acct.webhooks.values())]
+    inputs += [job.parameters for job in acct.jobs.values()]
+    assert len(inputs) == 3 + 2 + 5
+    for params in inputs:
+        text = json.dumps(params) + "".join(base64.b64decode(tok).decode("utf-8", "replace") for tok in " ".join(params.values()).split() if len(tok) > 40)
+        for secret in (SECRET_URL, "TOPSECRETSIG", SHARED_SECRET):
+            assert secret not in text
+        assert '"stored":["teams.shared_secret","teams.workflow_url","warning.workflow_url"]' in text
+    assert "TOPSECRETSIG" not in out + err and SHARED_SECRET not in out + err
+    # Unchanged secrets are not written again; a changed one is, and nothing else moves.
+    assert harness.run("--runbooks-dir", str(Path(ROOT) / "runbooks"))[3] == []
+    harness.settings["teams"]["shared_secret"] = SHARED_SECRET + "-rotated"
+    harness.write_settings()
+    code, out, err, writes = harness.run("--runbooks-dir", str(Path(ROOT) / "runbooks"))
+    assert code == 0, err
+    assert "store in Key Vault the secret ci-governance-teams-shared-secret (teams.shared_secret) (value changed)" in out
+    assert paths(writes) == ["PUT /secrets/ci-governance-teams-shared-secret"]
+
+
+def test_secrets_without_a_key_vault_are_refused(harness):
+    harness.settings["teams"] = {"workflow_url": SECRET_URL}
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 2 and writes == [] and 'name no Key Vault' in err and "teams.workflow_url" in err and "TOPSECRETSIG" not in err
+
+
+# -- pacing ----------------------------------------------------------------------------------------------------
+def test_a_first_deploy_of_66_packages_stays_within_the_import_limit_with_progress_lines(harness):
+    harness.packages = [
+        PackageSpec(f"pkg-{i:02d}", "1.0", f"pkg_{i:02d}-1.0-py3-none-any.whl", f"{i:064x}", f"https://files.pythonhosted.org/p/pkg_{i:02d}.whl", size=100_000)
+        for i in range(65)
+    ]
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert harness.arm.count("PUT", "/packages/") == 66  # no 429, so no resend
+    assert "answered 429" not in out
+    progress = [ln for ln in out.splitlines() if "imports sent; next:" in ln]
+    # 66 imports, at most 5 in any 33 s (10 % below the limit): 13 full windows, about 13 * 33 = 429 s of (virtual) waiting.
+    assert 400 <= harness.clock.slept <= 440 and len(progress) >= 400 // 30
+    assert "  66/66 imports sent" in out and "66/66 imported" in out
+    times = [t for t, _ in harness.stamps]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 30  # never 30 s without a line
+    # The plan shows the packages as one line.
+    assert "+ import packages into ci-governance-py310-" in out and "(66 of 66 packages, 6.5 MB" in out.replace("6.6 MB", "6.5 MB")
+    assert "pkg-07" not in out.split("Applying:")[0]
+
+
+def test_a_429_on_import_is_honoured_with_its_retry_after_with_progress_lines_meanwhile(harness):
+    from fake_azure import Fault
+
+    fault = harness.arm.inject(Fault(429, "PUT", "/packages/azure-core", times=1, retry_after=75))
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert fault.hits == 1 and "(1 answered 429 and were resent after Retry-After)" in out and harness.clock.slept >= 75
+    # A long Retry-After is slept in steps, with a progress line at least every 30 s.
+    assert out.count("imports sent; next: azure-core") >= 2
+
+
+# -- readable plan -----------------------------------------------------------------------------------------------
+def test_plan_collapses_packages_unless_verbose_and_prints_roles_once(harness):
+    code, out, err, writes = harness.run("--dry-run", sas=False)
+    assert "import packages into" in out and "azure_core-1.41.0" not in out
+    commands = [ln for ln in out.splitlines() if "az role assignment create" in ln]
+    assert len(commands) == len(set(commands)) == 2 * 3 and all("   # " in ln for ln in commands)
+    code, out, err, writes = harness.run("--dry-run", "--verbose", sas=False)
+    assert "      azure-core 1.41.0, https://files.pythonhosted.org/packages/aa/azure_core-1.41.0-py3-none-any.whl" in out
+    harness.run()
+    code, out, err, writes = harness.run()
+    assert "az role assignment" not in out  # an unchanged re-run stays short
+
+
+def test_every_flag_has_help_and_the_help_ends_with_an_example_and_exit_codes():
+    from deployment.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help, action.option_strings
+    text = parser.format_help()
+    assert "example:" in text and text.rstrip().endswith("nothing was changed") and "exit codes:" in text
+
+
+def test_the_stop_time_has_one_source(harness):
+    harness.settings["warning"] = {"stop_time": "20:00", "time_zone": "Europe/Amsterdam"}
+    harness.write_settings()
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    tz = ZoneInfo("Europe/Amsterdam")
+    assert harness.account.schedules["ci-governance-nightly-stop"].start_time.astimezone(tz).strftime("%H:%M") == "20:00"
+    assert harness.account.schedules["ci-governance-stop-warning"].start_time.astimezone(tz).strftime("%H:%M") == "19:30"
+    code, out, err, writes = harness.run("--stop-time", "19:00")
+    assert code == 2 and writes == [] and "--stop-time 19:00 and settings warning.stop_time 20:00 disagree" in err
+
+
+def test_the_admin_guide_explains_packaging_as_the_code_does():
+    from deployment.packaging import README_PARAGRAPH
+    from tests.conftest import ROOT
+
+    assert README_PARAGRAPH in (Path(ROOT) / "docs" / "admin.md").read_text(encoding="utf-8")
+
+
+def test_a_self_check_copy_left_by_an_interrupted_run_is_deleted(harness):
+    assert harness.run()[0] == 0
+    acct = harness.account
+    leftover = acct.runbooks["stop_compute_instances"]
+    from dataclasses import replace as copy
+
+    acct.runbooks["ci-governance-check-stop_compute_instances"] = copy(leftover, name="ci-governance-check-stop_compute_instances")
+    code, out, err, writes = harness.run()
+    assert code == 0, err
+    assert "delete leftover runbook ci-governance-check-stop_compute_instances" in out
+    assert "ci-governance-check-stop_compute_instances" not in acct.runbooks
+
+
+def test_self_check_reports_a_runbook_that_prints_no_verdict(harness):
+    harness.write_runbook("warn_before_stop", "import sys\nprint('I do my work even with', sys.argv[1:])\n")
+    noisy = "import sys\nprint('working')\nprint('x' * 100, file=sys.stderr)\nprint('WARNING: ' + 'y' * 90, file=sys.stderr)\n"
+    harness.write_runbook("start_compute_instances", noisy)
+    code, out, err, writes = harness.run()
+    assert code == 1
+    assert "self-check warn_before_stop: FAILED: job Completed without a self-check line in its output" in out
+    # No exception on the job: its last Error record, in full (a stream list gives only summaries).
+    assert "self-check start_compute_instances: FAILED: job Completed: WARNING: " + "y" * 90 in out
+    assert "warn_before_stop" not in harness.account.runbooks
+
+
+def test_import_pacer_keeps_below_the_limit_and_always_advances():
+    from deployment.apply import ImportPacer
+
+    clock = VirtualClock()
+    clock.t = 1e9  # a large monotonic value: tiny waits must still move the clock
+    pacer, sent = ImportPacer(clock.now), []
+    while len(sent) < 30:
+        wait = pacer.wait_needed()
+        if wait <= 0:
+            pacer.take()
+            sent.append(clock.t)
+        else:
+            clock.sleep(wait)
+    # Never more than 5 in any 30 s window.
+    assert all(b - a >= 30 for a, b in zip(sent, sent[5:], strict=False))

@@ -17,6 +17,7 @@ from sandbox.__main__ import main
         (["create"], "Sandbox check passed"),
         (["start"], "Sandbox check passed"),
         (["teams"], "Sandbox teams passed"),
+        (["publish"], "Sandbox publish passed"),
     ],
 )
 def test_sandbox_demo(argv, closing, capsys):

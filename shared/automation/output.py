@@ -55,9 +55,10 @@ def configure_logging(verbose: bool = False, stream: Any = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]]) -> Tuple[Any, Settings]:
+def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]], credential: Any = None) -> Tuple[Any, Settings]:
     """Parse runbook parameters and load settings, applying scope flags, and check the whole
-    settings document (every section, whichever runbook reads it) before any call.
+    settings document (every section, whichever runbook reads it) before any call; the secret
+    settings named in ``secrets.stored`` are read from Key Vault with the runbook's identity (or ``credential``).
 
     Raises UsageError or SettingsError with a message meant for the operator.
     """
@@ -78,7 +79,19 @@ def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]])
     if overrides:
         settings = settings.with_overrides(scope=overrides)
     read_sections(settings)  # a mistyped section of any runbook fails every runbook at once, with exit 2
+    settings = with_secrets(settings, credential)
     return args, settings
+
+
+def with_secrets(settings: Settings, credential: Any = None) -> Settings:
+    """``settings`` with its Key Vault secrets filled in (unchanged when it names none)."""
+    if not (settings.raw.get("secrets") or {}).get("stored"):
+        return settings
+    from shared.automation.secrets import read_secrets
+    from shared.azure.auth import get_credential
+
+    cred, _ = get_credential(settings.identity.client_id, credential=credential)
+    return read_secrets(settings, cred)[0]
 
 
 def check_summary_file(path: Optional[str]) -> None:
