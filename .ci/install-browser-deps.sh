@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what tests/test_browser_card.py and ./dev cards need: Debian's Chromium (never a downloaded browser
+# Installs what tests/test_teams_cards_browser.py and ./dev cards need: Debian's Chromium (never a downloaded browser
 # build), an emoji font, and from npm (tests/browser/package-lock.json) Microsoft's Adaptive Cards renderer and
 # adaptivecards-designer for its Teams host configs.
 # Failures are warnings: the browser tests then skip and say why.

@@ -34,7 +34,6 @@ except ImportError:  # run from a checkout: python runbooks/create_compute_insta
 
 from shared.automation.args import RunbookArgumentParser, common_parser, flatten_argv
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.automation.selfcheck import requested, self_check
 from shared.automation.webhook import add_request_arguments, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
@@ -69,8 +68,6 @@ def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:
     """Handle one creation request; returns the process exit code. A request from Teams is answered in Teams."""
-    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
-        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     try:
         # A webhook's WebhookData arrives as a positional JSON value: set it apart before argparse.

@@ -33,7 +33,6 @@ except ImportError:  # run from a checkout: python runbooks/handle_exemption_req
 
 from shared.automation.args import RunbookArgumentParser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.automation.selfcheck import requested, self_check
 from shared.automation.webhook import WebhookInputError, add_request_arguments, extract_request, split_argv
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
@@ -68,8 +67,6 @@ def main(
 
     ``session`` posts the answer card; ``price_session`` (a ``requests.Session``) looks up prices.
     """
-    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
-        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     raw = list(sys.argv[1:] if argv is None else argv)
     try:

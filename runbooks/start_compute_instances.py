@@ -26,11 +26,9 @@ except ImportError:  # run from a checkout: python runbooks/start_compute_instan
 
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.automation.selfcheck import requested, self_check
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
-from shared.sections import StartSection
 from shared.start.run import RUNBOOK, run_start_sweep
 
 log = logging.getLogger("ci_governance." + RUNBOOK)
@@ -41,14 +39,11 @@ def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:
     """Run the morning start; returns the process exit code."""
-    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
-        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     parser = common_parser(RUNBOOK, "Start opted-in Azure ML compute instances on working days.")
     try:
         args, settings = parse_and_load(parser, argv, credential=credential)
         settings.require_scope()
-        settings.section("start", StartSection)  # a bad section fails here, before any call
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
     cred, who = get_credential(settings.identity.client_id, credential=credential)

@@ -31,7 +31,6 @@ except ImportError:  # run from a checkout: python runbooks/warn_before_stop.py
 
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.automation.selfcheck import requested, self_check
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
@@ -46,8 +45,6 @@ def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
 ) -> int:
     """Run the warning; returns the process exit code."""
-    if requested(argv):  # read-only proof that the runbook can run here (publish.py starts it)
-        return self_check(RUNBOOK, argv, credential=credential, gateway_factory=(lambda _cred: gateway) if gateway else None)
     configure_logging()
     parser = common_parser(RUNBOOK, "Warn owners of the compute instances the nightly stop will stop.")
     try:

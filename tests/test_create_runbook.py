@@ -290,7 +290,7 @@ def test_teams_request_uses_the_responder_identity(arm, ml, ws, wire, capsys):
 @pytest.mark.parametrize("escaped", [True, False], ids=["escaped", "raw"])
 @pytest.mark.parametrize("order", ["before", "after"])
 def test_teams_request_in_the_platforms_real_envelope_armoured(arm, ml, ws, capsys, escaped, order):
-    from tests.test_webhook_input import armoured, envelope_argv
+    from tests.test_automation_webhook import armoured, envelope_argv
 
     doc = settings(require_shared_secret="X-Secret")
     doc["teams"] = {**doc.get("teams", {}), "shared_secret": "s3cr3t"}

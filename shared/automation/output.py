@@ -11,6 +11,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 from shared.automation.args import RunbookArgumentParser, flatten_argv
+from shared.automation.selfcheck import requested, self_check
 from shared.errors import UsageError
 from shared.report import PRINTED_SUMMARY_BUDGET, SUMMARY_MARKER, RunReport, ScopeError
 from shared.sections import read_sections
@@ -145,13 +146,18 @@ def usage_failure(message: str, runbook: str) -> int:
 def guarded(runbook: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Wrap a runbook's ``main`` so that every run ends with exit code 0, 1 or 2 and exactly one
     summary line: an unexpected error is reported as one line and a failed summary (exit 1),
-    never as a traceback (the traceback goes to the debug log)."""
+    never as a traceback (the traceback goes to the debug log). ``--self-check`` runs the read-only
+    self-check (shared.automation.selfcheck) instead of the runbook, for every runbook alike."""
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args: Any, **kwargs: Any) -> int:
             before = _summaries_printed
             try:
+                argv = args[0] if args else kwargs.get("argv")
+                if requested(argv):  # --self-check: read-only proof that the runbook can run here (publish.py starts it)
+                    gateway = kwargs.get("gateway")
+                    return self_check(runbook, argv, credential=kwargs.get("credential"), gateway_factory=(lambda _cred: gateway) if gateway else None)
                 return main(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - the last line of defence: report, never crash
                 log.error("%s stopped by an unexpected error: %s: %s", runbook, type(exc).__name__, str(exc)[:500])

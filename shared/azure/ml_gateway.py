@@ -18,7 +18,7 @@ Two more, for long sweeps:
   unless the challenge asks for claims, so without this one expiry would fail a whole workspace.
 
 Both use ``MLClient.compute._operation``, the generated operations azure-ai-ml itself calls (pinned
-azure-ai-ml; ``tests/test_ml_gateway.py`` fails loudly if a new version moves it). Entities are
+azure-ai-ml; ``tests/test_azure_ml_gateway.py`` fails loudly if a new version moves it). Entities are
 converted with azure-ai-ml's own ``Compute._from_rest_object`` so field mapping stays the SDK's.
 """
 
