@@ -34,7 +34,8 @@ from shared.automation.output import configure_logging, emit_report, guarded, pa
 from shared.azure.auth import get_credential
 from shared.azure.ml_gateway import AzureMLGateway, MLGateway
 from shared.errors import SettingsError, UsageError
-from shared.warning.run import DRY_RUN_MARKER, RUNBOOK, Sections, run_warning
+from shared.sections import read_sections
+from shared.warning.run import DRY_RUN_MARKER, RUNBOOK, run_warning, warning_url
 
 __all__ = ["DRY_RUN_MARKER", "main"]
 log = logging.getLogger("ci_governance." + RUNBOOK)
@@ -50,8 +51,8 @@ def main(
     try:
         args, settings = parse_and_load(parser, argv, credential=credential)
         settings.require_scope()
-        sections = Sections.load(settings)
-        if not sections.workflow_url and not args.dry_run:
+        sections = read_sections(settings)
+        if not warning_url(settings, sections) and not args.dry_run:
             raise SettingsError("no Teams workflow to post warnings to: set warning.workflow_url or teams.workflow_url")
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)

@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from shared.azure.discovery import Inventory, discover
 from shared.azure.ml_gateway import MLGateway
-from shared.exemption.policy import load_section
 from shared.models import FAILED
 from shared.pricing.cost import CostEstimate, make_client, next_morning, price_results
 from shared.report import CIResult, RunReport
-from shared.sections import ExemptionSection, PricingSection, StopSection, WarningSection
+from shared.sections import Sections
 from shared.settings import Settings
 from shared.stop.run import plan
 from shared.teams.post import CONNECTOR_CALLS, CONNECTOR_WINDOW_SECONDS, ConnectorPacer, post_card, time_needed
@@ -34,26 +32,11 @@ DRY_RUN_MARKER = "STOP_WARNING_CARD "
 log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
-@dataclass(frozen=True)
-class Sections:
-    """Every settings section the warning reads, checked before any call."""
 
-    warning: WarningSection
-    stop: StopSection
-    pricing: PricingSection
-    exemption: ExemptionSection
-    workflow_url: Optional[str]
 
-    @classmethod
-    def load(cls, settings: Settings) -> Sections:
-        warning = settings.section("warning", WarningSection)
-        return cls(
-            warning,
-            settings.section("stop", StopSection),
-            settings.section("pricing", PricingSection),
-            load_section(settings),
-            warning.workflow_url or settings.teams.workflow_url,
-        )
+def warning_url(settings: Settings, sections: Sections) -> Optional[str]:
+    """Where warning cards go: ``warning.workflow_url``, else the answer flow's ``teams.workflow_url``."""
+    return sections.warning.workflow_url or settings.teams.workflow_url
 
 
 def run_warning(
@@ -97,11 +80,11 @@ def run_warning(
     if not capacity["fits"]:
         log.error("%s", capacity["message"])
         if not dry_run:
-            post_card("admin_notice", admin_capacity_notice(capacity), sections.workflow_url, CHANNEL, session=teams_session, sleep=sleep)
+            post_card("admin_notice", admin_capacity_notice(capacity), warning_url(settings, sections), CHANNEL, session=teams_session, sleep=sleep)
     pacer = ConnectorPacer(clock=clock, sleep=sleep)
     deliveries = []
     for card in cards:
-        problem = _deliver(card, sections.workflow_url, dry_run, pacer, teams_session, sleep)
+        problem = _deliver(card, warning_url(settings, sections), dry_run, pacer, teams_session, sleep)
         status = "failed" if problem else "printed" if dry_run else "posted"
         deliveries.append({**card.recipient.to_dict(), "compute_instances": len(card.compute_instances), "delivery": status})
         for key in card.compute_instances:
