@@ -181,7 +181,7 @@ def test_cards_with_the_new_lines_are_valid_adaptive_cards():
         until_local="2026-11-24 08:00 Europe/Berlin",
         requested_by="ada@contoso.com",
         reason='quotes " and braces {}',
-        recorded_on="the tags of workspace ws (tag ci-governance.exempt.ci-ada): this compute instance does not accept tag changes",
+        recorded_on="workspace ws, because this compute instance does not accept tag changes",
         ends_early="It may stop before then anyway: its idle shutdown stops it after 60 minutes without activity.",
     )
     assert_valid_card(approved)

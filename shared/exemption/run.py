@@ -472,7 +472,7 @@ def _record(
     # "Already recorded" only when what is recorded protects the CI: a malformed exemption with the
     # same request id (exempt-by emptied, say) would otherwise be left as it is, and the CI stopped.
     if request.message_id and found.protects and current is not None and current.request_id == request.message_id and current.until == request.until:
-        context["recorded_on"] = _place_text(found.place, ci, ws_tag)
+        context["recorded_on"] = _place_text(found.place, ci)
         where = "workspace" if found.place == PLACE_WORKSPACE else "compute_instance"
         return _Outcome(
             ALREADY_RECORDED,
@@ -507,7 +507,7 @@ def _record(
         _remove_quietly(lambda: writer.delete_workspace(ci.workspace, [ws_tag], current=ws_tags), f"the older workspace record {ws_tag}")
     approval = f", approved by {approved_by}" if approved_by else ""
     detail = f"exempt until {request.until_text} by {request.responder.who}{approval} (recorded on the {place}: {how})"
-    context["recorded_on"] = _place_text(place, ci, ws_tag)
+    context["recorded_on"] = _place_text(place, ci)
     extra = {
         "undermined_by": early,
         "tag_write_method": written.method,
@@ -575,10 +575,11 @@ def _remove_quietly(action: Callable[[], Any], what: str) -> None:
         log.warning("Could not remove %s: %s", what, _write_problem(exc))
 
 
-def _place_text(place: str, ci: ComputeInstanceRecord, ws_tag: str) -> str:
+def _place_text(place: str, ci: ComputeInstanceRecord) -> str:
     if place == PLACE_WORKSPACE:
-        return f"the tags of workspace {ci.workspace.name} (tag {ws_tag}): this compute instance does not accept tag changes"
-    return "the compute instance's own tags"
+        # The card's words: where, and why; the tag's name is for admins (job output: workspace_tag).
+        return f"workspace {ci.workspace.name}, because this compute instance does not accept tag changes"
+    return "the compute instance itself"
 
 
 # -- helpers ------------------------------------------------------------------------------
