@@ -111,7 +111,7 @@ def test_a_request_delivered_as_automation_delivers_it_is_recorded_honoured_and_
     assert where == ("workspace" if refuses else "compute_instance")
     card = teams.cards[-1]
     assert REASON in texts(card)  # the armoured body arrived intact through the split envelope
-    assert any(("workspace mlw-one" if refuses else "compute instance's own tags") in t for t in texts(card))
+    assert any(("workspace mlw-one" if refuses else "the compute instance itself") in t for t in texts(card))
     ci = ml.compute(SUB1, "rg-a", "mlw-one", "ci-ada")
     status = read_exemption_for(ci.tags, ml.workspace(SUB1, "rg-a", "mlw-one").tags, "ci-ada", now, N)
     assert status.protects and status.exemption.by == "ada@contoso.com" and status.exemption.request_id == "msg-1"
