@@ -151,6 +151,7 @@ def deploy(story: Story, settings_extra: Optional[dict] = None) -> None:
         "sizes_needing_approval": ["STANDARD_NC*"],
         "approvers": ["lead@contoso.com"],
         "timeout_seconds": 30,
+        "polling_interval_seconds": 0.05,  # the fake creates in 0.05 s: no need for Azure's 30 s polling
     }
     settings.update(settings_extra or {})
     assert story.vault is not None
