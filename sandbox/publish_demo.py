@@ -37,6 +37,7 @@ from deployment.packaging import SasContainerUploader
 from deployment.secrets import KeyVaultSecrets
 from fake_azure import FakeArmServer
 from fake_azure.automation import FakeAutomation
+from fake_azure.clock import VirtualClock
 from fake_azure.keyvault import FakeKeyVault
 from fake_azure.ml import FakeMachineLearning
 from fake_azure.platform import PESSIMISTIC
@@ -50,17 +51,6 @@ SHARED_SECRET = "sandbox-shared-secret-0123456789abcdef"
 RUNBOOKS = ("create_compute_instance", "handle_exemption_request", "start_compute_instances", "stop_compute_instances", "warn_before_stop")
 
 
-class VirtualClock:
-    """Monotonic seconds advanced only by the injected sleep: the import limit without the wait."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
 
 def runtime_closure(requirements: Path = ROOT / "requirements-runtime.txt") -> List[PackageSpec]:

@@ -12,10 +12,9 @@ import pytest
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import create_compute_instance, handle_exemption_request, start_compute_instances, stop_compute_instances, warn_before_stop
 from shared.settings import encode_settings
+from tests.builders import OTHER_TAGS, body, cli, make_ml, responder, settings_doc, tags, webhook
 from tests.conftest import SUB1, TENANT, fast_stop_settings
 from tests.summary import summary_from
-from tests.test_create_runbook import cli
-from tests.test_exemption_runbook import OTHER_TAGS, body, make_ml, responder, settings_doc, tags, webhook
 
 SWEEPS = (stop_compute_instances, start_compute_instances, warn_before_stop)
 SCOPE = {"scope": {"subscriptions": [SUB1]}}

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from shared.automation.webhook import MAX_PAYLOAD_BYTES, SOURCE_DIRECT, SOURCE_LOOSE_BODY, SOURCE_WEBHOOK, WebhookInputError, extract_request, split_argv
+from tests.builders import armoured, envelope_argv
 
 BODY = {"data": {"action": "request_exemption", "reason": "a b  c"}, "responder": {"objectId": "x"}, "messageId": "m-1"}
 
@@ -138,22 +139,8 @@ HOSTILE = {
 }
 
 
-def envelope_argv(body_text, *, escaped, order, params=("--settings-b64 e30=",), headers=None):
-    """argv as Azure Automation builds it for a Python runbook (the fake's own envelope builder)."""
-    from types import SimpleNamespace
-
-    from fake_azure.automation import FakeAutomation
-    from fake_azure.platform import PESSIMISTIC
-
-    fake = SimpleNamespace(platform=PESSIMISTIC.but(webhook_body_escaped=escaped))
-    hdrs = {"Content-Type": "application/json", "User-Agent": "azure-logic-apps/1.0 (workflow abc; version 1)", "X-Secret": "s3cr3t"}
-    text = FakeAutomation.webhook_envelope(fake, SimpleNamespace(name="teams-hook"), headers or hdrs, body_text, "https://x.webhook.we.azure-automation.net")
-    own = [p for value in params for p in value.split()]
-    return own + text.split() if order == "before" else text.split() + own
 
 
-def armoured(body) -> str:
-    return json.dumps({"b64": base64.b64encode(json.dumps(body).encode("utf-8")).decode("ascii")})
 
 
 @pytest.mark.parametrize("escaped", [True, False], ids=["escaped", "raw"])

@@ -8,8 +8,10 @@ import json
 
 import pytest
 
+from tests.builders import ADA, BOSS, cli, only_result, teams_body
+from tests.builders import create_run as run
+from tests.builders import create_settings as settings
 from tests.conftest import SUB1, TENANT
-from tests.test_create_runbook import ADA, BOSS, cli, only_result, run, settings, teams_body
 
 
 @pytest.fixture

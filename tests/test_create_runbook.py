@@ -17,76 +17,25 @@ from shared.settings import encode_settings
 from shared.tags import TagNames
 from shared.teams.cards import render_card
 from shared.teams.routing import iter_elements
+from tests.builders import ADA, BOB, BOSS, armoured, cli, envelope_argv, only_result, teams_body
+from tests.builders import create_run as run
+from tests.builders import create_settings as settings
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT
 from tests.summary import summary_from
 
 N = TagNames()
-ADA = "00000000-0000-4000-8000-000000000001"
-BOB = "00000000-0000-4000-8000-000000000002"
-BOSS = "00000000-0000-4000-8000-0000000000b0"
 WS_KEY = f"{SUB1}/rg-ml/mlw-one"
 
 
-def settings(**create):
-    section = {
-        "allowed_sizes": ["Standard_DS3_v2", "Standard_E4ds_v4", "Standard_NC6s_v3"],
-        "sizes_needing_approval": ["STANDARD_NC*"],
-        "approvers": ["boss@contoso.com"],
-        "polling_interval_seconds": 0.02,
-        "timeout_seconds": 10,
-        **create,
-    }
-    return {"scope": {"subscriptions": [SUB1]}, "teams": {"shared_secret": "s3cret"}, "create": section}
 
 
-def cli(name="ci-ada", size="Standard_DS3_v2", *extra, user=ADA, requester="ada@contoso.com"):
-    return [
-        "--workspace-key",
-        WS_KEY,
-        "--name",
-        name,
-        "--size",
-        size,
-        "--user-object-id",
-        user,
-        "--user-tenant-id",
-        TENANT,
-        "--requester",
-        requester,
-        "--cost-center",
-        "CC-4711",
-        *extra,
-    ]
 
 
-def teams_body(**data):
-    body = {
-        "data": {
-            "action": "request_compute_instance",
-            "workspace": WS_KEY,
-            "name": "ci-ada",
-            "size": "Standard_DS3_v2",
-            "idle_minutes": "45",
-            "cost_center": "CC-4711",
-        },
-        "responder": {"objectId": ADA, "tenantId": TENANT, "userPrincipalName": "ada@contoso.com", "email": "ada@contoso.com", "displayName": "Ada"},
-        "responseTime": "2026-11-23T09:00:00Z",
-        "messageId": "1732352400000",
-    }
-    body["data"].update(data)
-    return body
 
 
-def run(arm, capsys, args, doc=None):
-    code = create_compute_instance.main(["--settings-b64", encode_settings(doc or settings()), *args], credential=arm.credential())
-    out = capsys.readouterr().out
-    return code, summary_from(out), out
 
 
-def only_result(summary):
-    assert len(summary["results"]) == 1
-    return summary["results"][0]
 
 
 @pytest.fixture
@@ -290,7 +239,6 @@ def test_teams_request_uses_the_responder_identity(arm, ml, ws, wire, capsys):
 @pytest.mark.parametrize("escaped", [True, False], ids=["escaped", "raw"])
 @pytest.mark.parametrize("order", ["before", "after"])
 def test_teams_request_in_the_platforms_real_envelope_armoured(arm, ml, ws, capsys, escaped, order):
-    from tests.test_automation_webhook import armoured, envelope_argv
 
     doc = settings(require_shared_secret="X-Secret")
     doc["teams"] = {**doc.get("teams", {}), "shared_secret": "s3cr3t"}

@@ -20,7 +20,7 @@ from fake_azure.expressions import Call, ExpressionError, evaluate, parse
 from fake_azure.logic_apps import ARM_FUNCTIONS, WDL_FUNCTIONS, FakeLogicApps, press, wdl_expressions
 from sandbox import teams as story_module
 from shared.tags import TagNames, read_exemption_for
-from tests.test_deployment_publish import ACCT, PRINCIPAL, RG, SUB, Harness
+from tests.builders import ACCT, PRINCIPAL, RG, SUB, Harness
 
 SCHEMA_DIR = Path(logicapp.TEMPLATE_PATH).parent / "schema"
 TEMPLATE = logicapp.load_template()

@@ -11,129 +11,18 @@ import sys
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
-from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 import pytest
-from azure.mgmt.automation import AutomationClient
 
-from deployment.cli import Dependencies, main
 from deployment.desired import minutes_before, next_start
 from deployment.model import CONTENT_TAG, AccountInfo, PackageSpec, PublishError
-from deployment.packaging import PipReportResolver, SasContainerUploader, build_shared_wheel, check_public, incompatible_reason, parse_pip_report
+from deployment.packaging import PipReportResolver, build_shared_wheel, check_public, incompatible_reason, parse_pip_report
 from deployment.roles import role_guidance, scopes_from_settings
-from deployment.secrets import KeyVaultSecrets
 from fake_azure.automation import FakeAutomation
-from fake_azure.keyvault import FakeKeyVault
+from fake_azure.clock import VirtualClock
 from fake_azure.platform import PESSIMISTIC
-
-SUB, RG, ACCT = "33333333-3333-4333-8333-333333333333", "rg-automation", "aa-governance"
-ML_SUB1, ML_SUB2 = "5b1e7c3a-0d2f-4e6a-9b8c-1f2e3d4c5b6a", "6c2f8d4b-1e3a-4f7b-8c9d-2a3b4c5d6e7f"
-PRINCIPAL = "aaaaaaaa-0000-4000-8000-000000000001"
-RUNBOOKS = ("stop_compute_instances", "start_compute_instances", "warn_before_stop", "handle_exemption_request", "create_compute_instance")
-SAS = "https://stgov.blob.core.windows.net/wheels?sv=2022-11-02&sp=rcw&sig=SECRETSIG"
-THIRD_PARTY = [
-    PackageSpec(
-        "azure-core", "1.41.0", "azure_core-1.41.0-py3-none-any.whl", "a" * 64, "https://files.pythonhosted.org/packages/aa/azure_core-1.41.0-py3-none-any.whl"
-    ),
-    PackageSpec(
-        "cryptography",
-        "44.0.0",
-        "cryptography-44.0.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-        "b" * 64,
-        "https://files.pythonhosted.org/packages/bb/cryptography-44.0.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-    ),
-]
-WRITES = ("PUT", "POST", "PATCH", "DELETE")
-
-
-def stub_runbook(name: str, body: str = "") -> str:
-    """A runbook that answers --self-check as the real ones do (one PASSED line), else runs ``body``."""
-    return f"import sys\nif '--self-check' in sys.argv:\n    print('SELF-CHECK PASSED {name}: stub')\n    sys.exit(0)\nprint('{name}', sys.argv[1:])\n{body}"
-
-
-class VirtualClock:
-    """Monotonic seconds that only an injected sleep advances: pacing and progress without waiting."""
-
-    def __init__(self):
-        self.t = 1000.0
-        self.slept = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        self.slept += seconds
-
-
-class Harness:
-    """A project directory, a settings file and an Automation account, with publish.py run against them."""
-
-    def __init__(self, tmp_path: Path, arm, automation: FakeAutomation):
-        self.arm, self.automation = arm, automation
-        self.project = tmp_path / "project"
-        (self.project / "shared").mkdir(parents=True)
-        (self.project / "runbooks").mkdir()
-        (self.project / "pyproject.toml").write_text('[project]\nname = "ci-governance"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n')
-        (self.project / "shared" / "__init__.py").write_text('"""shared."""\n')
-        (self.project / "shared" / "util.py").write_text("VALUE = 1\n")
-        (self.project / "runbooks" / "__init__.py").write_text("")
-        for name in RUNBOOKS:
-            self.write_runbook(name, stub_runbook(name))
-        self.settings_path = tmp_path / "settings.json"
-        self.settings = {"scope": {"subscriptions": [ML_SUB1, ML_SUB2], "resource_groups": []}, "stop": {"concurrency": 8}}
-        self.write_settings()
-        self.uploads: list = []
-        self.packages = list(THIRD_PARTY)
-        # The account's own virtual clock when it has one (its import limit then runs on the same time).
-        owner = getattr(automation.rate_clock, "__self__", None)
-        self.clock = owner if isinstance(owner, VirtualClock) else VirtualClock()
-        self.vault = FakeKeyVault(arm, "kv-governance", readers={PRINCIPAL, "admin"})
-
-    def write_runbook(self, name: str, content: str) -> None:
-        (self.project / "runbooks" / f"{name}.py").write_text(content)
-
-    def write_settings(self) -> None:
-        self.settings_path.write_text(json.dumps(self.settings, indent=2))
-
-    def put(self, url, data, headers, timeout):
-        """Stands in for requests.Session.put: the blob service accepting a Put Blob."""
-        assert headers["x-ms-blob-type"] == "BlockBlob"
-        self.uploads.append((unquote(url.split("?")[0].rsplit("/", 1)[-1]), data))
-        return SimpleNamespace(status_code=201)
-
-    def deps(self) -> Dependencies:
-        return Dependencies(
-            client_factory=lambda sub: AutomationClient(self.arm.credential(), sub, polling_interval=0),
-            resolver=lambda requirements: list(self.packages),
-            uploader_factory=lambda sas_url: SasContainerUploader(sas_url, session=self),  # type: ignore[arg-type]
-            sleep=self.clock.sleep,
-            clock=self.clock.now,
-            package_poll_seconds=0,
-            job_poll_seconds=0,
-            secret_store_factory=lambda url: KeyVaultSecrets(url, self.arm.credential()),
-        )
-
-    def run(self, *extra: str, account: str = ACCT, sas: bool = True):
-        out, err = [], []
-        argv = ["--subscription", SUB, "--resource-group", RG, "--automation-account", account, "--settings", str(self.settings_path)]
-        argv += ["--project-dir", str(self.project), "--time-zone", "Europe/Amsterdam", *(["--wheel-container-sas", SAS] if sas else []), *extra]
-        before = len(self.arm.calls)
-        self.stamps = []  # (virtual time, line) of everything printed
-
-        def show(line: str) -> None:
-            self.stamps.append((self.clock.now(), line))
-            out.append(line)
-
-        code = main(argv, self.deps(), out=show, err=err.append)
-        calls = self.arm.calls[before:]
-        return code, "\n".join(out), "\n".join(err), [c for c in calls if c.method in WRITES]
-
-    @property
-    def account(self):
-        return self.automation.account(SUB, RG, ACCT)
+from tests.builders import ACCT, ML_SUB1, ML_SUB2, PRINCIPAL, RG, RUNBOOKS, SUB, Harness, stub_runbook
 
 
 @pytest.fixture

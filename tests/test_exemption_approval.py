@@ -26,10 +26,10 @@ from shared.pricing.cost import CICost
 from shared.sections import CostLimit, ExemptionSection
 from shared.settings import encode_settings
 from shared.teams.inbound import Approval
+from tests.builders import LEAD, OTHER_TAGS, OWNER, STRANGER, N, body, card_texts, make_ml, responder, webhook
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SUB1, SUB2, TENANT, fast_stop_settings
 from tests.summary import summary_from
-from tests.test_exemption_runbook import LEAD, OTHER_TAGS, OWNER, STRANGER, N, body, card_texts, make_ml, responder, webhook
 
 BOSS = "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
 APPROVERS = ["lead@contoso.com", BOSS]

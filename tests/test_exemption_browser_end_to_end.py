@@ -19,9 +19,9 @@ from shared.tags import TagNames, read_exemption_for
 from shared.teams.cards import render_card
 from shared.teams.routing import iter_elements
 from tests.browser.harness import browser_available, render_fill_submit
+from tests.builders import armoured, envelope_argv
 from tests.conftest import SUB1, TENANT, fast_stop_settings
 from tests.summary import outcomes, summary_from
-from tests.test_automation_webhook import armoured, envelope_argv
 
 pytestmark = pytest.mark.browser
 N = TagNames()

@@ -11,9 +11,9 @@ import pytest
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import stop_compute_instances
 from shared.settings import encode_settings
+from tests.builders import LEAD, OTHER_TAGS, STRANGER, N, body, make_ml, responder, run, settings_doc, tags, webhook
 from tests.conftest import SUB1, TENANT
 from tests.summary import summary_from
-from tests.test_exemption_runbook import LEAD, OTHER_TAGS, STRANGER, N, body, make_ml, responder, run, settings_doc, tags, webhook
 
 UNTIL = "2026-11-24T07:00:00Z"  # what body() asks for: 08:00 in Berlin
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Dict, List, Optional
 
 import pytest
 
-from fake_azure.ml import FakeMachineLearning
-from fake_azure.platform import LEGACY, TAGS_SILENTLY_IGNORED
+from fake_azure.platform import TAGS_SILENTLY_IGNORED
 from fake_azure.server import Fault
 from fake_azure.teams import FakeTeamsWorkflow
 from runbooks import handle_exemption_request, stop_compute_instances
@@ -21,33 +19,31 @@ from shared.exemption.policy import NEEDS_APPROVAL, PolicyDecision
 from shared.exemption.run import handle_request
 from shared.sections import ExemptionSection
 from shared.settings import encode_settings, settings_from_dict
-from shared.tags import TagNames, read_exemption
-from shared.teams.routing import iter_elements
+from shared.tags import read_exemption
+from tests.builders import (
+    LEAD,
+    OTHER_TAGS,
+    OWNER,
+    SECRET,
+    SECRET_HEADER,
+    STRANGER,
+    WS_KEY,
+    N,
+    admin_notices,
+    answers,
+    body,
+    card_texts,
+    make_ml,
+    only_card,
+    responder,
+    run,
+    settings_doc,
+    tags,
+    webhook,
+)
 from tests.cardcheck import assert_valid_card
-from tests.conftest import SUB1, SUB2, TENANT, fast_stop_settings
+from tests.conftest import SUB1
 from tests.summary import summary_from
-
-N = TagNames()
-OWNER = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
-STRANGER = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
-LEAD = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
-SECRET_HEADER = "X-CI-Governance-Secret"
-SECRET = "s3cret-value"
-WS_KEY = f"{SUB1}/rg-a/mlw-one"
-OTHER_TAGS = {"team": "vision", "cost-center": "42"}
-
-
-def make_ml(arm, **options) -> FakeMachineLearning:
-    # LEGACY (CI tags writable) unless a test says otherwise: most tests here check the details of the
-    # CI-tag route (other tags kept, idempotency, approvers); every platform variant, the workspace
-    # fallback included, is covered by tests/test_exemption_platforms.py.
-    options.setdefault("platform", LEGACY)
-    ml = FakeMachineLearning(arm, stop_seconds=0.05, start_seconds=0.05, create_seconds=0.05, **options)
-    ws = ml.add_workspace(SUB1, "rg-a", "mlw-one")
-    ml.add_compute_instance(ws, "ci-ada", state="Running", tags=dict(OTHER_TAGS), assigned_user=(OWNER, TENANT))
-    ml.add_compute_instance(ws, "ci-shared", state="Running", tags={"team": "shared"})
-    ml.add_compute_instance(ws, "gpu-cluster", compute_type="AmlCompute")
-    return ml
 
 
 @pytest.fixture
@@ -55,82 +51,26 @@ def teams(arm):
     return FakeTeamsWorkflow(arm)
 
 
-def responder(oid: str = OWNER, upn: str = "ada@contoso.com") -> Dict[str, str]:
-    return {"objectId": oid, "tenantId": TENANT, "email": upn, "userPrincipalName": upn, "displayName": "Ada"}
 
 
-def body(who: Optional[Dict[str, str]] = None, message_id: str = "msg-1", **data: Any) -> Dict[str, Any]:
-    fields = {
-        "action": "request_exemption",
-        "workspace": WS_KEY,
-        "compute_instance": "ci-ada",
-        "until_date": "2026-11-24",
-        "until_time": "08:00",
-        "time_zone": "Europe/Berlin",
-        "reason": "training run ends tomorrow morning",
-    }
-    fields.update(data)
-    return {
-        "data": {k: v for k, v in fields.items() if v is not None},
-        "responder": who or responder(),
-        "responseTime": "2026-11-23T19:00:00Z",
-        "messageId": message_id,
-        "submitActionId": "Request exemption",
-    }
 
 
-def webhook(payload: Any, headers: Optional[Dict[str, str]] = None) -> str:
-    raw = payload if isinstance(payload, str) else json.dumps(payload)
-    return json.dumps({"WebhookName": "teams-exemptions", "RequestBody": raw, "RequestHeader": headers or {"Content-Type": "application/json"}})
 
 
-def settings_doc(teams, **exemption: Any) -> Dict[str, Any]:
-    teams_section: Dict[str, Any] = {"workflow_url": teams.url}
-    if exemption.get("require_shared_secret"):
-        teams_section["shared_secret"] = SECRET
-    return {
-        "scope": {"subscriptions": [SUB1, SUB2]},
-        "teams": teams_section,
-        "exemption": {"readback_delay_seconds": 0, **exemption},
-        "stop": fast_stop_settings(),
-    }
 
 
-def run(arm, now, capsys, *argv: str, doc: Dict[str, Any]):
-    code = handle_exemption_request.main(["--settings-b64", encode_settings(doc), *argv], credential=arm.credential(), now=now)
-    return code, summary_from(capsys.readouterr().out)
 
 
-def tags(ml, name: str = "ci-ada") -> Dict[str, str]:
-    return dict(ml.compute(SUB1, "rg-a", "mlw-one", name).tags)
 
 
-def card_texts(card: Dict[str, Any]) -> List[str]:
-    return [e["text"] for e in iter_elements(card) if e.get("type") in ("TextBlock", "TextRun") and isinstance(e.get("text"), str)]
 
 
-def is_admin_notice(card: Dict[str, Any]) -> bool:
-    return str(card.get("fallbackText", "")).startswith("CI governance, for admins")
 
 
-def answers(teams) -> List[Any]:
-    """(query, card) of the answers to people: not the approval cards, not the admins' notices."""
-    return [(q, c) for q, c in teams.addressed_cards if q.get("audience") != "approvers" and not is_admin_notice(c)]
 
 
-def admin_notices(teams) -> List[Dict[str, Any]]:
-    return [c for q, c in teams.addressed_cards if is_admin_notice(c) and "recipient" not in q]
 
 
-def only_card(teams, to: Optional[str] = "ada@contoso.com") -> Dict[str, Any]:
-    """The one answer card; it went back to the person who asked (``to``), never to a shared channel."""
-    found = answers(teams)
-    assert len(found) == 1, f"expected one answer card, got {len(found)}"
-    query, card = found[0]
-    if to is not None:
-        assert query.get("recipient") == to and query.get("recipient_type") == "upn", query
-    assert_valid_card(card)
-    return card
 
 
 # -- recording ------------------------------------------------------------------------------
