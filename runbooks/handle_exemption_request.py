@@ -71,9 +71,8 @@ def main(
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
         loose, rest = split_argv(raw)
-        args, settings = parse_and_load(build_parser(), rest, credential=credential)
         # Without a scope the runbook would write tags in any subscription its identity can reach.
-        settings.require_scope()
+        args, settings = parse_and_load(build_parser(), rest, credential=credential, require_scope=True)
         section = load_section(settings)
         prices = price_client(settings, section, price_session)  # a bad pricing section fails here, before any call
     except (UsageError, SettingsError) as exc:

@@ -13,7 +13,6 @@ Exit code: 0 all good, 1 something failed (see the FAILED/ERROR lines), 2 bad pa
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from datetime import datetime
@@ -26,12 +25,9 @@ except ImportError:  # run from a checkout: python runbooks/start_compute_instan
 
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway, MLGateway
+from shared.azure.ml_gateway import MLGateway, sign_in
 from shared.errors import SettingsError, UsageError
 from shared.start.run import RUNBOOK, run_start_sweep
-
-log = logging.getLogger("ci_governance." + RUNBOOK)
 
 
 @guarded(RUNBOOK)
@@ -42,13 +38,10 @@ def main(
     configure_logging()
     parser = common_parser(RUNBOOK, "Start opted-in Azure ML compute instances on working days.")
     try:
-        args, settings = parse_and_load(parser, argv, credential=credential)
-        settings.require_scope()
+        args, settings = parse_and_load(parser, argv, credential=credential, require_scope=True)
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
-    cred, who = get_credential(settings.identity.client_id, credential=credential)
-    log.info("Morning start%s over %d subscription(s); signed in with %s", " (DRY RUN)" if args.dry_run else "", len(settings.scope.subscriptions), who)
-    gateway = gateway or AzureMLGateway(cred)
+    gateway = sign_in(settings, what="Morning start", dry_run=args.dry_run, credential=credential, gateway=gateway)
     report = run_start_sweep(gateway, settings, now=now, dry_run=args.dry_run, **run_kwargs)
     emit_report(report, args.summary_file)
     return report.exit_code

@@ -26,8 +26,7 @@ except ImportError:  # run from a checkout: python runbooks/stop_compute_instanc
 
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway, MLGateway
+from shared.azure.ml_gateway import MLGateway, sign_in
 from shared.errors import SettingsError, UsageError
 from shared.stop.run import run_stop_sweep
 from shared.stop.summary import post_nightly_summary
@@ -45,13 +44,10 @@ def main(
     parser = common_parser(RUNBOOK, "Stop idle Azure ML compute instances unless exempt.")
     parser.add_argument("--no-teams-summary", action="store_true", help="do not post the summary card to Teams")
     try:
-        args, settings = parse_and_load(parser, argv, credential=credential)
-        settings.require_scope()
+        args, settings = parse_and_load(parser, argv, credential=credential, require_scope=True)
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
-    cred, who = get_credential(settings.identity.client_id, credential=credential)
-    log.info("Stop sweep starting%s over %d subscription(s); signed in with %s", " (DRY RUN)" if args.dry_run else "", len(settings.scope.subscriptions), who)
-    gateway = gateway or AzureMLGateway(cred)
+    gateway = sign_in(settings, what="Stop sweep", dry_run=args.dry_run, credential=credential, gateway=gateway)
     report = run_stop_sweep(gateway, settings, now=now, dry_run=args.dry_run, **run_kwargs)
     if args.dry_run:
         log.info("Dry run: the nightly summary card is not posted to Teams")

@@ -18,7 +18,6 @@ scope could not be read, 2 bad parameters or settings.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from datetime import datetime
@@ -31,16 +30,12 @@ except ImportError:  # run from a checkout: python runbooks/warn_before_stop.py
 
 from shared.automation.args import common_parser
 from shared.automation.output import configure_logging, emit_report, guarded, parse_and_load, usage_failure
-from shared.azure.auth import get_credential
-from shared.azure.ml_gateway import AzureMLGateway, MLGateway
+from shared.azure.ml_gateway import MLGateway, sign_in
 from shared.errors import SettingsError, UsageError
 from shared.sections import read_sections
 from shared.warning.run import DRY_RUN_MARKER, RUNBOOK, run_warning, warning_url
 
 __all__ = ["DRY_RUN_MARKER", "main"]
-log = logging.getLogger("ci_governance." + RUNBOOK)
-
-
 @guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
@@ -49,16 +44,13 @@ def main(
     configure_logging()
     parser = common_parser(RUNBOOK, "Warn owners of the compute instances the nightly stop will stop.")
     try:
-        args, settings = parse_and_load(parser, argv, credential=credential)
-        settings.require_scope()
+        args, settings = parse_and_load(parser, argv, credential=credential, require_scope=True)
         sections = read_sections(settings)
         if not warning_url(settings, sections) and not args.dry_run:
             raise SettingsError("no Teams workflow to post warnings to: set warning.workflow_url or teams.workflow_url")
     except (UsageError, SettingsError) as exc:
         return usage_failure(str(exc), RUNBOOK)
-    cred, who = get_credential(settings.identity.client_id, credential=credential)
-    log.info("Stop warning starting%s over %d subscription(s); signed in with %s", " (DRY RUN)" if args.dry_run else "", len(settings.scope.subscriptions), who)
-    gateway = gateway or AzureMLGateway(cred)
+    gateway = sign_in(settings, what="Stop warning", dry_run=args.dry_run, credential=credential, gateway=gateway)
     report = run_warning(gateway, settings, sections, now=now, dry_run=args.dry_run, **run_kwargs)
     emit_report(report, args.summary_file)
     return report.exit_code

@@ -56,10 +56,14 @@ def configure_logging(verbose: bool = False, stream: Any = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]], credential: Any = None) -> Tuple[Any, Settings]:
+def parse_and_load(
+    parser: RunbookArgumentParser, argv: Optional[Sequence[str]], credential: Any = None, *, require_scope: bool = False
+) -> Tuple[Any, Settings]:
     """Parse runbook parameters and load settings, applying scope flags, and check the whole
     settings document (every section, whichever runbook reads it) before any call; the secret
     settings named in ``secrets.stored`` are read from Key Vault with the runbook's identity (or ``credential``).
+    With ``require_scope``, settings that name no subscription are refused (the runbook would act on
+    whatever its identity can reach).
 
     Raises UsageError or SettingsError with a message meant for the operator.
     """
@@ -80,6 +84,8 @@ def parse_and_load(parser: RunbookArgumentParser, argv: Optional[Sequence[str]],
     if overrides:
         settings = settings.with_overrides(scope=overrides)
     read_sections(settings)  # a mistyped section of any runbook fails every runbook at once, with exit 2
+    if require_scope:
+        settings.require_scope()
     settings = with_secrets(settings, credential)
     return args, settings
 

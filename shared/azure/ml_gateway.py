@@ -33,6 +33,7 @@ from shared.azure.errors import translate, translated
 from shared.azure.pacing import PerSubscriptionPacer
 from shared.errors import GatewayError
 from shared.models import CISchedule, ComputeInstanceRecord, NewComputeInstance, WorkspaceRef
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -332,6 +333,18 @@ class AzureMLGateway:
         except Exception as exc:
             raise translate(exc, operation=True) from exc
         return to_record(workspace, created) if created is not None else self.get_compute_instance(workspace, spec.name)
+
+
+def sign_in(settings: Settings, *, what: str, dry_run: bool, credential: Any = None, gateway: Optional[MLGateway] = None) -> MLGateway:
+    """The gateway a runbook works through, signed in with its identity (managed identity in Azure
+    Automation; ``credential`` or ``gateway`` injected in tests), after one log line saying what starts,
+    over how much, and as whom."""
+    from shared.azure.auth import get_credential
+
+    cred, who = get_credential(settings.identity.client_id, credential=credential)
+    subscriptions = len(settings.scope.subscriptions)
+    log.info("%s starting%s over %d subscription(s); signed in with %s", what, " (DRY RUN)" if dry_run else "", subscriptions, who)
+    return gateway or AzureMLGateway(cred)
 
 
 class MLGateway(Protocol):
