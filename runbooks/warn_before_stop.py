@@ -36,6 +36,8 @@ from shared.sections import read_sections
 from shared.warning.run import DRY_RUN_MARKER, RUNBOOK, run_warning, warning_url
 
 __all__ = ["DRY_RUN_MARKER", "main"]
+
+
 @guarded(RUNBOOK)
 def main(
     argv: Optional[Sequence[str]] = None, *, credential: Any = None, now: Optional[datetime] = None, gateway: Optional[MLGateway] = None, **run_kwargs: Any
