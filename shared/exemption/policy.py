@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional, Tuple
 
-from shared.errors import SettingsError
 from shared.exemption.request import ExemptionRequest
 from shared.models import ComputeInstanceRecord
 from shared.pricing.cost import CICost
-from shared.sections import CostLimit, ExemptionSection
+from shared.sections import CostLimit, ExemptionSection, read_sections
 from shared.settings import Settings
 from shared.tags import TagNames, read_exemption_for
-from shared.teams.inbound import Approval, Responder, check_shared_secret, listed  # noqa: F401  (check_shared_secret: re-exported)
+from shared.teams.inbound import Approval, Responder, listed
 
 # Verdicts of decide_exemption.
 RECORD = "record"
@@ -46,11 +45,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def load_section(settings: Settings) -> ExemptionSection:
-    """Read and check the ``exemption`` section, including what it needs from ``teams``."""
-    section = settings.section("exemption", ExemptionSection)
-    if section.require_shared_secret and not settings.teams.shared_secret:
-        raise SettingsError(f"exemption.require_shared_secret names header {section.require_shared_secret} but teams.shared_secret is not set")
-    return section
+    """Read and check the ``exemption`` section, including what it needs from ``teams`` (the registry's
+    cross-section rules, :func:`shared.sections.read_sections`)."""
+    return read_sections(settings).exemption
 
 
 @dataclass(frozen=True)
